@@ -1,0 +1,184 @@
+# sonde — one GNU Makefile for the agent (libsonde.so), the CLI (sonde), the
+# unit tests, the system-test programs and the benchmarks.
+#
+#   make            build everything into build/
+#   make run        install deps, build, record the demo program, print top
+#   make check      install deps, build, run every test (plain + ASan/UBSan)
+#   make bench      benchmarks, printed beside their peers
+#   make SAN=1 ...  the same with -fsanitize=address,undefined into build/san
+#   make install    PREFIX=/usr/local
+#   make format     clang-format every source file
+
+PREFIX ?= /usr/local
+CC ?= cc
+CXX ?= c++
+
+ifeq ($(SAN),1)
+B := build/san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+else ifeq ($(SAN),thread)
+B := build/tsan
+SANFLAGS := -fsanitize=thread
+else
+B := build
+SANFLAGS :=
+endif
+# A private build directory (parallel work trees, benchmarks): make BUILDDIR=...
+ifdef BUILDDIR
+B := $(BUILDDIR)
+endif
+
+WERROR := $(if $(CI),-Werror,)
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes $(WERROR)
+OPT ?= -O2 -g
+CPPFLAGS := -Iinclude -Isrc -Isrc/agent -I$(B)/gen -D_GNU_SOURCE
+CFLAGS := -std=gnu11 $(OPT) $(WARN) -fPIC $(SANFLAGS) -MMD -MP
+
+PKGS := libdw libelf libprotobuf-c zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CPPFLAGS += $(PKG_CFLAGS)
+
+PROTO_DIR := /usr/share/gocode/src/github.com/google/pprof/proto
+GEN_C := $(B)/gen/profile.pb-c.c
+GEN_H := $(B)/gen/profile.pb-c.h
+
+AGENT_SRCS := $(sort $(wildcard src/agent/*.c src/agent/sigsafe/*.c))
+COMMON_SRCS := $(sort $(wildcard src/common/*.c))
+CLI_SRCS := $(sort $(wildcard src/cli/*.c))
+
+AGENT_OBJS := $(AGENT_SRCS:%.c=$(B)/obj/%.o)
+COMMON_OBJS := $(COMMON_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/gen/profile.pb-c.o
+CLI_OBJS := $(CLI_SRCS:%.c=$(B)/obj/%.o)
+SIGSAFE_OBJS := $(filter $(B)/obj/src/agent/sigsafe/%,$(AGENT_OBJS))
+
+AGENT_LIBS := $(PKG_LIBS) -l:libiberty.a -lpthread -lrt -ldl
+LIBSONDE := $(B)/libsonde.so
+LIBSONDE_A := $(B)/libsonde_internal.a
+SONDE := $(B)/sonde
+
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+
+# Programs profiled by the system tests and benchmarks.  Per-program flags:
+# PROG_FLAGS_<name>.  lib*.c become shared libraries for dlopen tests.
+PROG_C := $(sort $(filter-out tests/system/progs/lib%,$(wildcard tests/system/progs/*.c)))
+PROG_CXX := $(sort $(wildcard tests/system/progs/*.cc))
+PROG_LIB := $(sort $(wildcard tests/system/progs/lib*.c))
+PROGS := $(PROG_C:tests/system/progs/%.c=$(B)/progs/%) \
+         $(PROG_CXX:tests/system/progs/%.cc=$(B)/progs/%) \
+         $(PROG_LIB:tests/system/progs/%.c=$(B)/progs/%.so)
+PROG_CFLAGS := -O1 -g -pthread -Iinclude
+EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
+EXAMPLES := $(EXAMPLE_SRCS:examples/%.c=$(B)/examples/%)
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(B)/bench/%)
+
+.PHONY: all agent cli unit progs run check check-unit check-system bench install clean format deps
+.DEFAULT_GOAL := all
+
+all: $(LIBSONDE) $(SONDE) $(UNIT_BINS) $(PROGS) $(EXAMPLES) $(BENCH_BINS)
+agent: $(LIBSONDE)
+cli: $(SONDE)
+unit: $(UNIT_BINS)
+progs: $(PROGS)
+
+deps:
+	@sh scripts/deps.sh
+
+$(GEN_C) $(GEN_H): $(PROTO_DIR)/profile.proto
+	@mkdir -p $(B)/gen
+	protoc-c --c_out=$(B)/gen -I$(PROTO_DIR) $(PROTO_DIR)/profile.proto
+
+# Everything may include the generated header.
+$(AGENT_OBJS) $(COMMON_OBJS) $(CLI_OBJS): | $(GEN_H)
+
+$(B)/obj/gen/profile.pb-c.o: $(GEN_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -w -fvisibility=hidden -c $< -o $@
+
+# The agent is a guest: everything hidden but sonde_*.
+$(B)/obj/src/agent/%.o: src/agent/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fvisibility=hidden -ftls-model=initial-exec -c $< -o $@
+
+# The signal handler's world: no stack protector calls, no instrumentation
+# that could allocate; ASan may not inspect foreign stack frames we read.
+$(B)/obj/src/agent/sigsafe/%.o: src/agent/sigsafe/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fvisibility=hidden -ftls-model=initial-exec \
+		-fno-stack-protector -c $< -o $@
+
+$(B)/obj/src/common/%.o: src/common/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fvisibility=hidden -c $< -o $@
+
+$(B)/obj/src/cli/%.o: src/cli/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIBSONDE): $(AGENT_OBJS) $(COMMON_OBJS)
+	$(CC) -shared $(SANFLAGS) -Wl,-z,nodelete -Wl,-z,now -o $@ $^ $(AGENT_LIBS)
+
+$(LIBSONDE_A): $(AGENT_OBJS) $(COMMON_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SONDE): $(CLI_OBJS) $(COMMON_OBJS) | $(LIBSONDE)
+	$(CC) $(SANFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+$(B)/tests/%: tests/unit/%.c $(LIBSONDE_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -DSONDE_BUILD_DIR='"$(B)"' -o $@ $< $(LIBSONDE_A) \
+		-lcmocka $(AGENT_LIBS) -lm
+
+$(B)/progs/%: tests/system/progs/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(PROG_CFLAGS) $(PROG_FLAGS_$*) -o $@ $< -ldl -lm
+
+$(B)/progs/%: tests/system/progs/%.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(PROG_CFLAGS) $(PROG_FLAGS_$*) -o $@ $< -ldl
+
+$(B)/progs/%.so: tests/system/progs/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(PROG_CFLAGS) -shared -fPIC $(PROG_FLAGS_$*) -o $@ $<
+
+$(B)/examples/%: examples/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(PROG_CFLAGS) -o $@ $< -lm
+
+$(B)/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(PROG_CFLAGS) -O2 $(BENCH_FLAGS_$*) -o $@ $< $(BENCH_LIBS_$*) -ldl -lm
+
+-include tests/system/progs/flags.mk
+-include bench/flags.mk
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@sh scripts/run.sh $(B)
+
+check: deps
+	@sh scripts/check.sh
+
+check-unit: unit
+	@sh scripts/check.sh --unit-only $(B)
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@sh bench/run.sh $(B)
+
+install: $(LIBSONDE) $(SONDE)
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(LIBSONDE) $(DESTDIR)$(PREFIX)/lib/libsonde.so
+	install -m 755 $(SONDE) $(DESTDIR)$(PREFIX)/bin/sonde
+	install -m 644 include/sonde.h $(DESTDIR)$(PREFIX)/include/sonde.h
+
+clean:
+	rm -rf build
+
+format:
+	clang-format -i $(shell find include src tests/unit examples bench -name '*.[ch]')
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,33 @@
+#!/bin/sh
+# deps.sh — installs the Debian packages sonde needs to build, test and
+# benchmark, and nothing that is already there.  Idempotent: a second run
+# installs nothing and does not touch the network.
+set -eu
+
+PKGS="gcc g++ make pkg-config binutils
+libdw-dev libelf-dev libiberty-dev zlib1g-dev
+libprotobuf-c-dev protobuf-c-compiler golang-github-google-pprof-dev
+libcmocka-dev python3-pytest golang-go
+google-perftools libgoogle-perftools-dev linux-perf"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    echo "deps: all packages present"
+    exit 0
+fi
+
+echo "deps: installing$missing"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+# Lists may be missing on a fresh machine; refresh them once if so.
+if ! $SUDO apt-get install -y --no-install-recommends $missing; then
+    $SUDO apt-get update
+    $SUDO apt-get install -y --no-install-recommends $missing
+fi

@@ -1,0 +1,530 @@
+/*
+ * agent.c — the agent's lifecycle: sonde_start / sonde_stop /
+ * sonde_write_profile, the library constructor and destructor, fork
+ * handling, and the agent thread that drains the sample ring.
+ *
+ * Where it sits: the signal handler (sigsafe/handler.c) fills the ring;
+ * the agent thread (agent_main) drains it every DRAIN_NS into the stack
+ * table, runs the wall sampler (wall.c), and every second looks for new
+ * threads and modules.  Export (export.c) symbolizes and writes files.
+ *
+ * Guest rules: nothing here exits or aborts; every failure is returned,
+ * logged to SONDE_LOG if set, and leaves the host running.  The only
+ * signal disposition we set is our own sampling signal's, and only when
+ * the host has none; it is never uninstalled (a late signal must not meet
+ * SIG_DFL, which would kill the process), the handler just ignores it.
+ */
+#include "agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+#include "export.h"
+#include "modules.h"
+#include "stacktab.h"
+#include "threads.h"
+
+#define SONDE_EXPORT __attribute__((visibility("default")))
+#define DRAIN_NS 10000000LL      /* 10 ms */
+#define DISCOVER_NS 1000000000LL /* 1 s */
+
+static struct {
+    pthread_mutex_t lock;      /* lifecycle: start/stop/write */
+    pthread_mutex_t tab_lock;  /* the stack table */
+    sonde_config_t cfg;
+    char base_output[4096];    /* output before fork suffixes */
+    int started;
+    int handler_installed;
+    _Atomic int stop_req;
+    pthread_t thread;
+    int thread_running;
+    struct stack_table *tab;
+    int64_t start_realtime_ns, start_mono_ns, stop_mono_ns;
+    uint64_t dropped_table;
+    int atfork_registered;
+} A = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .tab_lock = PTHREAD_MUTEX_INITIALIZER,
+};
+
+static int log_fd = -1;
+static __thread char errbuf[512];
+
+static int64_t clock_ns(clockid_t c)
+{
+    struct timespec ts;
+    clock_gettime(c, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int agent_error(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    va_end(ap);
+    agent_log("error: %s", errbuf);
+    return code;
+}
+
+void agent_log(const char *fmt, ...)
+{
+    if (log_fd < 0)
+        return;
+    char line[1024];
+    int n = snprintf(line, sizeof line, "sonde[%d]: ", (int)getpid());
+    va_list ap;
+    va_start(ap, fmt);
+    n += vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof line - 2)
+        n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    ssize_t w = write(log_fd, line, (size_t)n);
+    (void)w;
+}
+
+SONDE_EXPORT const char *sonde_errmsg(void)
+{
+    return errbuf[0] ? errbuf : "no error";
+}
+
+/* ---- the agent thread ---------------------------------------------- */
+
+/* Moves every published sample into the stack table.  Caller holds tab_lock. */
+static void drain_locked(void)
+{
+    struct sample_slot *s;
+    while ((s = ring_peek(&sampler.ring))) {
+        for (int type = SONDE_PROFILE_CPU; type <= SONDE_PROFILE_WALL; type <<= 1) {
+            if (!(s->types & type))
+                continue;
+            if (stacktab_add(A.tab, (uint8_t)type, type == SONDE_PROFILE_WALL ? s->state : 0, s->tid,
+                             s->pcs, s->nframes, 1, s->weight_ns) != 0)
+                A.dropped_table++;
+        }
+        ring_release(&sampler.ring, s);
+    }
+}
+
+static void drain(void)
+{
+    pthread_mutex_lock(&A.tab_lock);
+    if (A.tab)
+        drain_locked();
+    pthread_mutex_unlock(&A.tab_lock);
+}
+
+static void sleep_until(int64_t mono_ns)
+{
+    struct timespec ts = {mono_ns / 1000000000, mono_ns % 1000000000};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+}
+
+static void *agent_main(void *arg)
+{
+    (void)arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sampler.signo);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    prctl(PR_SET_NAME, "sonde-agent", 0, 0, 0);
+    threads_register_self(SLOT_AGENT);
+
+    int64_t now = clock_ns(CLOCK_MONOTONIC);
+    int64_t next_drain = now + DRAIN_NS;
+    int64_t next_discover = now + DISCOVER_NS;
+    int64_t next_wall = now + sampler.interval_ns;
+    int wall = (A.cfg.types & SONDE_PROFILE_WALL) != 0;
+    while (!atomic_load(&A.stop_req)) {
+        now = clock_ns(CLOCK_MONOTONIC);
+        if (wall && now >= next_wall) {
+            wall_pass(now);
+            next_wall += sampler.interval_ns;
+            if (next_wall < now)
+                next_wall = now + sampler.interval_ns;
+        }
+        if (now >= next_drain) {
+            drain();
+            next_drain = now + DRAIN_NS;
+        }
+        if (now >= next_discover) {
+            threads_discover();
+            modules_refresh();
+            threads_refresh_stack_maps();
+            next_discover = now + DISCOVER_NS;
+        }
+        int64_t next = next_drain;
+        if (wall && next_wall < next)
+            next = next_wall;
+        if (next_discover < next)
+            next = next_discover;
+        sleep_until(next);
+    }
+    return NULL;
+}
+
+/* ---- lifecycle ----------------------------------------------------- */
+
+static void calibrate_tsc(void)
+{
+    int64_t n0 = clock_ns(CLOCK_MONOTONIC);
+    uint64_t t0 = __rdtsc();
+    struct timespec ts = {0, 2000000};
+    nanosleep(&ts, NULL);
+    int64_t n1 = clock_ns(CLOCK_MONOTONIC);
+    uint64_t t1 = __rdtsc();
+    if (t1 > t0)
+        sampler.tsc_mult = (uint64_t)(((unsigned __int128)(n1 - n0) << 32) / (t1 - t0));
+}
+
+static int install_handler(int signo)
+{
+    struct sigaction old;
+    if (sigaction(signo, NULL, &old) != 0)
+        return agent_error(-errno, "cannot query signal %d: %s", signo, strerror(errno));
+    if ((old.sa_flags & SA_SIGINFO) && old.sa_sigaction == sampler_handler)
+        return 0;
+    if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN)
+        goto busy;
+    if ((old.sa_flags & SA_SIGINFO) && old.sa_sigaction)
+        goto busy;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = sampler_handler;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(signo, &sa, NULL) != 0)
+        return agent_error(-errno, "cannot install the handler for signal %d: %s", signo, strerror(errno));
+    return 0;
+busy:
+    return agent_error(-EBUSY,
+                       "signal %d already has a handler in this process; choose a free one with "
+                       "SONDE_SIGNAL (e.g. SIGRTMIN+5)",
+                       signo);
+}
+
+static void atfork_prepare(void);
+static void atfork_parent(void);
+static void atfork_child(void);
+
+static int start_locked(const sonde_config_t *cfg)
+{
+    if (A.started)
+        return agent_error(-EALREADY, "sonde is already running in this process");
+    if (cfg->frequency_hz < 1 || cfg->frequency_hz > 10000)
+        return agent_error(-EINVAL, "frequency_hz=%d: expected 1 to 10000", cfg->frequency_hz);
+    if (!(cfg->types & (SONDE_PROFILE_CPU | SONDE_PROFILE_WALL)) ||
+        (cfg->types & ~(SONDE_PROFILE_CPU | SONDE_PROFILE_WALL)))
+        return agent_error(-EINVAL, "types=%d: expected SONDE_PROFILE_CPU and/or SONDE_PROFILE_WALL",
+                           cfg->types);
+    if (cfg->max_frames < 1 || cfg->max_frames > UNWIND_MAX_FRAMES)
+        return agent_error(-EINVAL, "max_frames=%d: expected 1 to %d", cfg->max_frames, UNWIND_MAX_FRAMES);
+    if (cfg->ring_slots < 16 || cfg->ring_slots > (1u << 20))
+        return agent_error(-EINVAL, "ring_slots=%zu: expected 16 to 1048576", cfg->ring_slots);
+    if (cfg->max_stacks < 16 || cfg->max_stacks > (1u << 22))
+        return agent_error(-EINVAL, "max_stacks=%zu: expected 16 to 4194304", cfg->max_stacks);
+    if (cfg->format != SONDE_FORMAT_PPROF && cfg->format != SONDE_FORMAT_COLLAPSED)
+        return agent_error(-EINVAL, "format=%d: expected SONDE_FORMAT_PPROF or SONDE_FORMAT_COLLAPSED",
+                           (int)cfg->format);
+    int signo = cfg->signal ? cfg->signal : SIGRTMIN + 3;
+    char sigbuf[16];
+    snprintf(sigbuf, sizeof sigbuf, "%d", signo);
+    if (config_parse_signal(sigbuf) != signo)
+        return agent_error(-EINVAL, "signal=%d is not usable for sampling", signo);
+
+    int rc = threads_init(0);
+    if (rc)
+        return agent_error(rc, "out of memory for the thread table");
+    if (!A.atfork_registered) {
+        pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+        A.atfork_registered = 1;
+    }
+    A.cfg = *cfg;
+    A.cfg.signal = signo;
+    snprintf(A.base_output, sizeof A.base_output, "%s", cfg->output);
+
+    if (!sampler.ring.slots) {
+        if (ring_init(&sampler.ring, cfg->ring_slots) != 0)
+            return agent_error(-ENOMEM, "out of memory for %zu sample slots", cfg->ring_slots);
+    } else {
+        ring_reset(&sampler.ring);
+    }
+    pthread_mutex_lock(&A.tab_lock);
+    stacktab_free(A.tab);
+    A.tab = stacktab_new(cfg->max_stacks, cfg->max_frames);
+    A.dropped_table = 0;
+    pthread_mutex_unlock(&A.tab_lock);
+    if (!A.tab)
+        return agent_error(-ENOMEM, "out of memory for a stack table of %zu stacks", cfg->max_stacks);
+
+    if ((rc = modules_init()) != 0)
+        return agent_error(rc, "cannot read the loaded modules: %s", strerror(-rc));
+    threads_refresh_stack_maps();
+    if (!sampler.tsc_mult)
+        calibrate_tsc();
+
+    sampler.signo = signo;
+    sampler.types = cfg->types;
+    sampler.max_frames = cfg->max_frames;
+    sampler.interval_ns = 1000000000LL / cfg->frequency_hz;
+    const char *st = getenv("SONDE_SELFTIME");
+    sampler.selftime = st && *st == '1';
+    atomic_store(&sampler.samples, 0);
+    atomic_store(&sampler.truncated, 0);
+    atomic_store(&sampler.no_slot, 0);
+    atomic_store(&sampler.selftime_n, 0);
+    for (int i = 0; i < SELFTIME_BUCKETS; i++)
+        atomic_store(&sampler.selftime_hist[i], 0);
+
+    if ((rc = install_handler(signo)) != 0)
+        return rc;
+    if (!A.handler_installed)
+        A.handler_installed = 1;
+
+    threads_register_self(0);
+    threads_discover();
+    A.start_realtime_ns = clock_ns(CLOCK_REALTIME);
+    A.start_mono_ns = clock_ns(CLOCK_MONOTONIC);
+    A.stop_mono_ns = 0;
+    atomic_store(&A.stop_req, 0);
+    atomic_store_explicit(&sampler.running, 1, memory_order_release);
+    int failed = threads_start_all();
+    if (failed)
+        agent_log("warning: %d threads got no CPU timer", failed);
+
+    rc = threads_create_agent_thread(&A.thread, agent_main, NULL);
+    if (rc != 0) {
+        atomic_store(&sampler.running, 0);
+        threads_stop_all();
+        return agent_error(-rc, "cannot start the agent thread: %s", strerror(rc));
+    }
+    A.thread_running = 1;
+    A.started = 1;
+    agent_log("started: %d Hz, types %s%s, signal %d, output %s", cfg->frequency_hz,
+              cfg->types & SONDE_PROFILE_CPU ? "cpu" : "",
+              cfg->types & SONDE_PROFILE_WALL ? (cfg->types & SONDE_PROFILE_CPU ? ",wall" : "wall") : "",
+              signo, cfg->output[0] ? cfg->output : "(none)");
+    return 0;
+}
+
+SONDE_EXPORT int sonde_start(const sonde_config_t *cfg)
+{
+    sonde_config_t def;
+    if (!cfg) {
+        sonde_config_init(&def);
+        cfg = &def;
+    }
+    pthread_mutex_lock(&A.lock);
+    int rc = start_locked(cfg);
+    pthread_mutex_unlock(&A.lock);
+    return rc;
+}
+
+static const char *name_cb(uint32_t tid, void *arg)
+{
+    (void)arg;
+    return threads_name(tid);
+}
+
+static void log_selftime(void)
+{
+    uint64_t n = atomic_load(&sampler.selftime_n);
+    if (!sampler.selftime || n == 0)
+        return;
+    uint64_t acc = 0, p50 = 0, p99 = 0;
+    int have50 = 0;
+    for (int i = 0; i < SELFTIME_BUCKETS; i++) {
+        acc += atomic_load(&sampler.selftime_hist[i]);
+        if (!have50 && acc * 2 >= n) {
+            p50 = (uint64_t)i * SELFTIME_NS_PER_BUCKET + SELFTIME_NS_PER_BUCKET / 2;
+            have50 = 1;
+        }
+        if (acc * 100 >= n * 99) {
+            p99 = (uint64_t)i * SELFTIME_NS_PER_BUCKET + SELFTIME_NS_PER_BUCKET / 2;
+            break;
+        }
+    }
+    agent_log("selftime: samples=%llu handler_ns_p50=%llu handler_ns_p99=%llu",
+              (unsigned long long)n, (unsigned long long)p50, (unsigned long long)p99);
+}
+
+static int write_locked(const char *path, sonde_format_t format)
+{
+    char msg[512] = "";
+    threads_refresh_names();
+    pthread_mutex_lock(&A.tab_lock);
+    drain_locked();
+    int64_t end = A.stop_mono_ns ? A.stop_mono_ns : clock_ns(CLOCK_MONOTONIC);
+    struct export_request req = {
+        .tab = A.tab,
+        .types = A.cfg.types,
+        .period_ns = sampler.interval_ns,
+        .time_nanos = A.start_realtime_ns,
+        .duration_nanos = end - A.start_mono_ns,
+        .thread_name = name_cb,
+        .arg = NULL,
+    };
+    int rc = export_write(&req, (int)format, path, msg, sizeof msg);
+    pthread_mutex_unlock(&A.tab_lock);
+    if (rc != 0)
+        return agent_error(rc, "cannot write %s: %s", path, msg[0] ? msg : strerror(-rc));
+    agent_log("wrote %s", path);
+    return 0;
+}
+
+SONDE_EXPORT int sonde_write_profile(const char *path, sonde_format_t format)
+{
+    pthread_mutex_lock(&A.lock);
+    int rc;
+    if (!A.tab)
+        rc = agent_error(-EINVAL, "nothing recorded: sonde was never started");
+    else if (!path && !A.cfg.output[0])
+        rc = agent_error(-EINVAL, "no path given and no output configured");
+    else
+        rc = write_locked(path ? path : A.cfg.output, format);
+    pthread_mutex_unlock(&A.lock);
+    return rc;
+}
+
+static int stop_locked(void)
+{
+    if (!A.started)
+        return 0;
+    atomic_store_explicit(&sampler.running, 0, memory_order_release);
+    threads_stop_all();
+    A.stop_mono_ns = clock_ns(CLOCK_MONOTONIC);
+    if (A.thread_running) {
+        atomic_store(&A.stop_req, 1);
+        pthread_join(A.thread, NULL);
+        A.thread_running = 0;
+    }
+    threads_wait_quiescent();
+    drain();
+    A.started = 0;
+    log_selftime();
+    agent_log("stopped: samples=%llu dropped_ring=%llu dropped_table=%llu truncated=%llu",
+              (unsigned long long)atomic_load(&sampler.samples),
+              (unsigned long long)atomic_load(&sampler.ring.dropped),
+              (unsigned long long)A.dropped_table, (unsigned long long)atomic_load(&sampler.truncated));
+    if (A.cfg.output[0])
+        return write_locked(A.cfg.output, A.cfg.format);
+    return 0;
+}
+
+SONDE_EXPORT int sonde_stop(void)
+{
+    pthread_mutex_lock(&A.lock);
+    int rc = stop_locked();
+    pthread_mutex_unlock(&A.lock);
+    return rc;
+}
+
+SONDE_EXPORT int sonde_get_stats(sonde_stats_t *out)
+{
+    if (!out)
+        return agent_error(-EINVAL, "sonde_get_stats: out is NULL");
+    memset(out, 0, sizeof *out);
+    out->samples = atomic_load(&sampler.samples);
+    out->dropped_ring = atomic_load(&sampler.ring.dropped);
+    pthread_mutex_lock(&A.tab_lock);
+    out->dropped_table = A.dropped_table;
+    pthread_mutex_unlock(&A.tab_lock);
+    out->truncated = atomic_load(&sampler.truncated);
+    out->threads = threads_seen();
+    return 0;
+}
+
+/* ---- fork ---------------------------------------------------------- */
+
+static void atfork_prepare(void)
+{
+    threads_atfork_prepare();
+}
+
+static void atfork_parent(void)
+{
+    threads_atfork_parent();
+}
+
+/* In the child only the forking thread exists, no timer survived, and any
+ * lock another thread held is held forever: reset every lock and all
+ * shared state.  Without follow_fork the child is simply not profiled and
+ * costs nothing; with it, the child starts its own agent thread and
+ * records into OUTPUT.<pid>. */
+static void atfork_child(void)
+{
+    pthread_mutex_init(&A.lock, NULL);
+    pthread_mutex_init(&A.tab_lock, NULL);
+    threads_atfork_child();
+    modules_atfork_child();
+    A.thread_running = 0;
+    if (!A.started)
+        return;
+    atomic_store(&sampler.running, 0);
+    ring_reset(&sampler.ring);
+    if (A.tab)
+        stacktab_clear(A.tab);
+    A.dropped_table = 0;
+    if (!A.cfg.follow_fork || !A.base_output[0]) {
+        A.started = 0;
+        A.cfg.output[0] = 0;
+        return;
+    }
+    snprintf(A.cfg.output, sizeof A.cfg.output, "%.4080s.%d", A.base_output, (int)getpid());
+    A.start_realtime_ns = clock_ns(CLOCK_REALTIME);
+    A.start_mono_ns = clock_ns(CLOCK_MONOTONIC);
+    A.stop_mono_ns = 0;
+    atomic_store(&A.stop_req, 0);
+    atomic_store(&sampler.samples, 0);
+    atomic_store(&sampler.running, 1);
+    threads_start_all();
+    if (threads_create_agent_thread(&A.thread, agent_main, NULL) == 0)
+        A.thread_running = 1;
+}
+
+/* ---- constructor / destructor -------------------------------------- */
+
+__attribute__((constructor)) static void sonde_ctor(void)
+{
+    const char *lp = getenv("SONDE_LOG");
+    if (lp && *lp)
+        log_fd = open(lp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    threads_init(0);
+    const char *out = getenv("SONDE_OUTPUT");
+    if (!out || !*out)
+        return;
+    /* `sonde record` names the one process it means (the program it
+     * execs); other programs that inherit the environment stay quiet
+     * unless SONDE_FOLLOW_EXEC=1, and then write OUTPUT.<pid>. */
+    const char *only = getenv("SONDE_ONLY_PID");
+    const char *fe = getenv("SONDE_FOLLOW_EXEC");
+    int other = only && *only && atoi(only) != (int)getpid();
+    if (other && !(fe && *fe == '1'))
+        return;
+    sonde_config_t cfg;
+    if (sonde_config_init(&cfg) != 0) {
+        agent_log("not started: %s", sonde_errmsg());
+        return;
+    }
+    if (other)
+        snprintf(cfg.output, sizeof cfg.output, "%.4080s.%d", out, (int)getpid());
+    if (sonde_start(&cfg) != 0)
+        agent_log("not started: %s", sonde_errmsg());
+}
+
+__attribute__((destructor)) static void sonde_dtor(void)
+{
+    if (sonde_stop() != 0)
+        agent_log("at exit: %s", sonde_errmsg());
+}

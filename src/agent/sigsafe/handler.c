@@ -1,0 +1,181 @@
+/*
+ * handler.c — the sampling signal handler.
+ *
+ * async-signal-safe: no malloc, no locks, no stdio, no dynamic loader,
+ * errno saved.  It runs on whatever thread a CPU-time timer fired for, in
+ * the middle of whatever that thread was doing (inside malloc, holding a
+ * lock, in the dynamic loader), so it only: reads the interrupted
+ * registers, finds its thread slot (TLS, else a lock-free table probe),
+ * re-arms its own timer with jitter through a raw syscall, claims a ring
+ * slot and unwinds straight into it, and publishes it.  Everything else —
+ * hashing stacks, symbols, files — happens later on the agent thread.
+ *
+ * Weight: a CPU-time timer on this kernel is checked at scheduler ticks,
+ * so at high frequencies one signal stands for several expirations; the
+ * kernel reports the missed ones in si_overrun.  A sample therefore weighs
+ * (the jittered first expiry we armed) + si_overrun x interval, which keeps
+ * the profile's total equal to the CPU time the thread used.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <time.h>
+#include <ucontext.h>
+#include <x86intrin.h>
+
+#include "sampler.h"
+#include "sys.h"
+
+struct sampler_state sampler;
+__thread struct thread_slot *sampler_tls_slot __attribute__((tls_model("initial-exec")));
+
+static inline uint32_t tid_hash(int tid)
+{
+    return (uint32_t)tid * 2654435761u;
+}
+
+struct thread_slot *sampler_find_thread(int tid)
+{
+    struct thread_slot *slots = sampler.threads.slots;
+    if (!slots || tid <= 0)
+        return NULL;
+    uint32_t mask = sampler.threads.mask;
+    uint32_t i = tid_hash(tid) & mask;
+    for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+        int v = atomic_load_explicit(&slots[i].tid, memory_order_acquire);
+        if (v == tid)
+            return &slots[i];
+        if (v == SLOT_FREE)
+            return NULL;
+    }
+    return NULL;
+}
+
+static inline uint64_t xorshift(uint64_t *s)
+{
+    uint64_t x = *s ? *s : 0x9e3779b97f4a7c15ull;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *s = x;
+    return x;
+}
+
+int sampler_arm_timer(struct thread_slot *t, int64_t interval_ns)
+{
+    int timer = atomic_load_explicit(&t->timer, memory_order_acquire);
+    if (timer < 0)
+        return -EINVAL;
+    /* First expiry uniformly in [0.9, 1.1) x interval: work that repeats at
+     * a fixed period cannot stay in phase with the samples. */
+    int64_t span = interval_ns / 5;
+    int64_t first = interval_ns - interval_ns / 10 + (span > 0 ? (int64_t)(xorshift(&t->rng) % (uint64_t)span) : 0);
+    if (first < 1000)
+        first = 1000;
+    struct itimerspec its;
+    its.it_value.tv_sec = first / 1000000000;
+    its.it_value.tv_nsec = first % 1000000000;
+    its.it_interval.tv_sec = interval_ns / 1000000000;
+    its.it_interval.tv_nsec = interval_ns % 1000000000;
+    t->armed_ns = first;
+    long r = sys_call4(SYS_timer_settime, timer, 0, (long)&its, 0);
+    return r < 0 ? (int)r : 0;
+}
+
+static void stack_bounds(struct thread_slot *t, uintptr_t sp, uintptr_t *lo, uintptr_t *hi)
+{
+    uintptr_t l = atomic_load_explicit(&t->stack_lo, memory_order_relaxed);
+    uintptr_t h = atomic_load_explicit(&t->stack_hi, memory_order_relaxed);
+    if (h && sp >= l && sp < h) {
+        *lo = sp;
+        *hi = h;
+        return;
+    }
+    /* Unknown thread stack (or running on an alternate signal stack):
+     * the mapping that holds sp, from the last /proc/self/maps snapshot,
+     * capped so a stale merged mapping cannot lead far. */
+    *lo = *hi = 0;
+    struct stack_maps *m = atomic_load_explicit(&sampler.stack_maps, memory_order_acquire);
+    if (!m)
+        return;
+    uint32_t a = 0, b = m->n;
+    while (a < b) {
+        uint32_t mid = (a + b) / 2;
+        if (sp < m->r[mid].lo)
+            b = mid;
+        else if (sp >= m->r[mid].hi)
+            a = mid + 1;
+        else {
+            *lo = sp;
+            *hi = m->r[mid].hi;
+            if (*hi - sp > (8u << 20))
+                *hi = sp + (8u << 20);
+            return;
+        }
+    }
+}
+
+void sampler_handler(int sig, siginfo_t *si, void *ucv)
+{
+    (void)sig;
+    int saved_errno = errno;
+    atomic_fetch_add_explicit(&sigsafe_active, 1, memory_order_acq_rel);
+    uint64_t t0 = sampler.selftime ? __rdtsc() : 0;
+
+    if (si->si_code != SI_TIMER || si->si_value.sival_int != SAMPLER_TAG ||
+        !atomic_load_explicit(&sampler.running, memory_order_acquire))
+        goto out;
+
+    struct thread_slot *t = sampler_tls_slot;
+    if (!t) {
+        t = sampler_find_thread(sys_gettid());
+        if (!t) {
+            atomic_fetch_add_explicit(&sampler.no_slot, 1, memory_order_relaxed);
+            goto out;
+        }
+        sampler_tls_slot = t;
+    }
+    if (atomic_load_explicit(&t->flags, memory_order_relaxed) & SLOT_AGENT)
+        goto out;
+
+    int64_t weight = t->armed_ns + (int64_t)si->si_overrun * sampler.interval_ns;
+    sampler_arm_timer(t, sampler.interval_ns);
+
+    uint64_t pos;
+    struct sample_slot *s = ring_claim(&sampler.ring, &pos);
+    if (!s)
+        goto out;
+    const ucontext_t *uc = ucv;
+    struct unwind_regs regs = {
+        .pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP],
+        .sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP],
+        .fp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP],
+        .fp_known = 1,
+    };
+    struct unwind_stack stk = {0, 0, 0};
+    stack_bounds(t, regs.sp, &stk.lo, &stk.hi);
+    int truncated = 0;
+    int n = unwind_walk(&regs, &stk, s->pcs, sampler.max_frames, &truncated);
+    s->tid = (uint32_t)atomic_load_explicit(&t->tid, memory_order_relaxed);
+    s->types = (uint8_t)sampler.types;
+    s->state = 'R';
+    s->nframes = (uint16_t)(n < 0 ? 0 : n);
+    s->weight_ns = weight;
+    s->truncated = (uint32_t)truncated;
+    ring_publish(&sampler.ring, s, pos);
+    t->cpu_samples++;
+    atomic_fetch_add_explicit(&sampler.samples, 1, memory_order_relaxed);
+    if (truncated)
+        atomic_fetch_add_explicit(&sampler.truncated, 1, memory_order_relaxed);
+
+out:
+    if (t0) {
+        uint64_t ns = (unsigned __int128)(__rdtsc() - t0) * sampler.tsc_mult >> 32;
+        uint64_t b = ns / SELFTIME_NS_PER_BUCKET;
+        if (b >= SELFTIME_BUCKETS)
+            b = SELFTIME_BUCKETS - 1;
+        atomic_fetch_add_explicit(&sampler.selftime_n, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&sampler.selftime_hist[b], 1, memory_order_relaxed);
+    }
+    atomic_fetch_sub_explicit(&sigsafe_active, 1, memory_order_acq_rel);
+    errno = saved_errno;
+}

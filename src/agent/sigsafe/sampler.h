@@ -1,0 +1,105 @@
+/*
+ * sampler.h — the sampling signal handler and the state it reads: the
+ * thread table (lock-free lookup by tid), each thread's stack bounds and
+ * CPU-time timer, the sample ring, and the agent's counters.
+ *
+ * async-signal-safe: everything declared here that the handler touches is
+ * read with atomics or written only by the thread the handler runs on.
+ * Writers outside the handler (threads.c, agent.c) follow the rules
+ * stated beside each field.
+ */
+#ifndef SONDE_SAMPLER_H
+#define SONDE_SAMPLER_H
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "ring.h"
+#include "unwind.h"
+
+/* si_value of our timers' signals, so a signal that is not ours (sent by
+ * someone else with sigqueue, say) is ignored. */
+#define SAMPLER_TAG 0x50de
+
+#define SELFTIME_BUCKETS 512
+#define SELFTIME_NS_PER_BUCKET 20
+
+#define SLOT_FREE 0
+#define SLOT_TOMB (-1)
+
+/* Flags of a thread slot. */
+#define SLOT_AGENT 1u  /* one of the agent's own threads: never sampled */
+#define SLOT_OWN 2u    /* registered by the thread itself (pthread_create
+                          wrapper or sonde_start): its exit is seen by a
+                          pthread key destructor */
+
+/* One thread of the process.  tid is the key: written (CAS) under the
+ * registry mutex, read lock-free by the handler.  stack_lo/hi and timer
+ * are written before tid is published or by the thread itself. */
+struct thread_slot {
+    _Atomic int tid;            /* SLOT_FREE, SLOT_TOMB or the kernel tid */
+    _Atomic int timer;          /* kernel timer id, -1 none */
+    _Atomic uint32_t flags;
+    uint32_t pad;
+    _Atomic uintptr_t stack_lo; /* readable stack range, 0 = unknown */
+    _Atomic uintptr_t stack_hi;
+    uint64_t rng;               /* jitter state, handler of this thread only */
+    int64_t armed_ns;           /* it_value last armed, handler only */
+    char name[16];              /* comm, kept for threads that exited */
+    /* wall sampler (agent thread only) */
+    uintptr_t wall_sp, wall_pc;
+    uint16_t wall_n;
+    uintptr_t *wall_stack;      /* last blocked stack, malloc'ed, UNWIND_MAX_FRAMES */
+    uint64_t cpu_samples;       /* samples taken on this thread */
+};
+
+struct thread_table {
+    struct thread_slot *slots;
+    uint32_t mask;              /* capacity - 1 */
+};
+
+/* Readable memory ranges that can hold a thread's stack ([stack] and
+ * anonymous rw mappings), sorted; the fallback bounds for threads whose
+ * exact stack is not known.  Immutable once published. */
+struct stack_maps {
+    uint32_t n;
+    struct { uintptr_t lo, hi; } r[];
+};
+
+/* What the handler needs, set up by agent.c before the first timer. */
+struct sampler_state {
+    _Atomic int running;           /* take samples while nonzero */
+    int signo;
+    int types;                     /* SONDE_PROFILE_* */
+    int max_frames;
+    int64_t interval_ns;           /* timer interval */
+    struct sample_ring ring;
+    struct thread_table threads;
+    struct stack_maps *_Atomic stack_maps;
+    _Atomic uint64_t samples;
+    _Atomic uint64_t truncated;
+    _Atomic uint64_t no_slot;      /* signals on threads we do not know */
+    int selftime;                  /* measure the handler's own cost */
+    uint64_t tsc_mult;             /* ns = (tsc ticks * tsc_mult) >> 32 */
+    _Atomic uint64_t selftime_n;
+    _Atomic uint32_t selftime_hist[SELFTIME_BUCKETS]; /* SELFTIME_NS_PER_BUCKET ns each; last = overflow */
+};
+
+extern struct sampler_state sampler;
+
+/* The calling thread's slot, cached (initial-exec TLS). */
+extern __thread struct thread_slot *sampler_tls_slot;
+
+/* SA_SIGINFO handler for sampler.signo.  async-signal-safe. */
+void sampler_handler(int sig, siginfo_t *si, void *ucontext);
+
+/* Lock-free lookup of tid in the thread table; NULL if absent.
+ * async-signal-safe. */
+struct thread_slot *sampler_find_thread(int tid);
+
+/* Arms the calling-or-other thread's timer through the raw syscall with a
+ * jittered first expiry.  async-signal-safe. */
+int sampler_arm_timer(struct thread_slot *t, int64_t interval_ns);
+
+#endif

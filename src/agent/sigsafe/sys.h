@@ -1,0 +1,51 @@
+/*
+ * sys.h — raw system calls for the signal handler.
+ *
+ * async-signal-safe: no malloc, no locks, no stdio, no dynamic loader,
+ * errno untouched (these never go through libc, so they cannot trigger lazy
+ * PLT binding inside a handler and never write errno).
+ */
+#ifndef SONDE_SIGSAFE_SYS_H
+#define SONDE_SIGSAFE_SYS_H
+
+#include <stdint.h>
+#include <sys/syscall.h>
+
+static inline long sys_call1(long n, long a)
+{
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a) : "rcx", "r11", "memory");
+    return r;
+}
+
+static inline long sys_call4(long n, long a, long b, long c, long d)
+{
+    long r;
+    register long r10 __asm__("r10") = d;
+    __asm__ volatile("syscall"
+                     : "=a"(r)
+                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10)
+                     : "rcx", "r11", "memory");
+    return r;
+}
+
+static inline int sys_gettid(void)
+{
+    return (int)sys_call1(SYS_gettid, 0);
+}
+
+/* clock_gettime through the syscall (the vDSO would be faster but is not
+ * reachable without libc here); used only for self-timing. */
+static inline int64_t sys_clock_ns(int clock)
+{
+    struct { long s, ns; } ts = {0, 0};
+    long r;
+    __asm__ volatile("syscall"
+                     : "=a"(r)
+                     : "a"((long)SYS_clock_gettime), "D"((long)clock), "S"(&ts)
+                     : "rcx", "r11", "memory");
+    (void)r;
+    return (int64_t)ts.s * 1000000000 + ts.ns;
+}
+
+#endif

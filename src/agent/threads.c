@@ -1,0 +1,594 @@
+/*
+ * threads.c — the thread registry, the pthread_create interposer and the
+ * per-thread CPU-time timers.  Contract in threads.h.
+ *
+ * Why one POSIX timer per thread on its CPU-time clock, delivered with
+ * SIGEV_THREAD_ID: setitimer(ITIMER_PROF) is one process-wide timer whose
+ * signal goes to whichever thread the kernel picks, which skews samples
+ * toward some threads and caps the rate at the tick.  A timer on each
+ * thread's own clock fires on that thread, for that thread's CPU time.
+ * The clock of another thread of ours is MAKE_THREAD_CPUCLOCK(tid, SCHED),
+ * so the agent thread can create timers for threads it merely discovered.
+ *
+ * Timers are created with the raw syscall so we hold the kernel's timer id
+ * (the handler re-arms it with a raw timer_settime, no libc involved).
+ *
+ * The table is open-addressed by tid (linear probing, tombstones) so the
+ * handler can find a thread it has no TLS pointer for without a lock.
+ * Inserts and deletes happen under `reg_lock`.
+ */
+#include "threads.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sigsafe/sys.h"
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static size_t init_max = 4096;
+static int init_rc = 0;
+static pthread_key_t exit_key;
+static uint64_t seen;
+
+/* tid -> name, for naming samples of threads that have exited too. */
+#define NAMES_CAP 16384
+struct name_entry {
+    int tid;
+    char name[16];
+};
+static struct name_entry *names;
+
+typedef int (*pthread_create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+static pthread_create_fn real_pthread_create;
+
+static pthread_create_fn resolve_pthread_create(void)
+{
+    pthread_create_fn f = __atomic_load_n(&real_pthread_create, __ATOMIC_ACQUIRE);
+    if (!f) {
+        f = (pthread_create_fn)dlsym(RTLD_NEXT, "pthread_create");
+        if (!f)
+            f = (pthread_create_fn)dlsym(RTLD_DEFAULT, "pthread_create");
+        __atomic_store_n(&real_pthread_create, f, __ATOMIC_RELEASE);
+    }
+    return f;
+}
+
+static uint32_t tid_hash(int tid)
+{
+    return (uint32_t)tid * 2654435761u;
+}
+
+static void slot_exit(void *p);
+
+static void do_init(void)
+{
+    size_t cap = 64;
+    while (cap < init_max * 2 && cap < (1u << 20))
+        cap <<= 1;
+    void *m = mmap(NULL, cap * sizeof(struct thread_slot), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    names = calloc(NAMES_CAP, sizeof(*names));
+    if (m == MAP_FAILED || !names || pthread_key_create(&exit_key, slot_exit) != 0) {
+        if (m != MAP_FAILED)
+            munmap(m, cap * sizeof(struct thread_slot));
+        free(names);
+        names = NULL;
+        init_rc = -ENOMEM;
+        return;
+    }
+    struct thread_slot *slots = m;
+    for (size_t i = 0; i < cap; i++)
+        atomic_store(&slots[i].timer, -1);
+    sampler.threads.mask = (uint32_t)(cap - 1);
+    atomic_thread_fence(memory_order_release);
+    sampler.threads.slots = slots;
+}
+
+int threads_init(size_t max_threads)
+{
+    if (max_threads)
+        init_max = max_threads;
+    pthread_once(&init_once, do_init);
+    return init_rc;
+}
+
+static void read_comm(int tid, char out[16])
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/comm", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, out, 15);
+    close(fd);
+    if (n <= 0)
+        return;
+    out[n] = 0;
+    char *nl = strchr(out, '\n');
+    if (nl)
+        *nl = 0;
+}
+
+static void remember_name(int tid, const char *name)
+{
+    if (!names || !name[0])
+        return;
+    uint32_t i = tid_hash(tid) & (NAMES_CAP - 1);
+    for (uint32_t n = 0; n < NAMES_CAP; n++, i = (i + 1) & (NAMES_CAP - 1)) {
+        if (names[i].tid == tid || names[i].tid == 0) {
+            names[i].tid = tid;
+            memcpy(names[i].name, name, 16);
+            return;
+        }
+    }
+}
+
+const char *threads_name(uint32_t tid)
+{
+    static __thread char buf[16];
+    buf[0] = 0;
+    if (!names)
+        return buf;
+    pthread_mutex_lock(&reg_lock);
+    uint32_t i = tid_hash((int)tid) & (NAMES_CAP - 1);
+    for (uint32_t n = 0; n < NAMES_CAP; n++, i = (i + 1) & (NAMES_CAP - 1)) {
+        if (names[i].tid == (int)tid) {
+            memcpy(buf, names[i].name, 16);
+            break;
+        }
+        if (names[i].tid == 0)
+            break;
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return buf;
+}
+
+/* Under reg_lock.  Returns the slot for tid, inserting it if absent. */
+static struct thread_slot *insert_locked(int tid, int *inserted)
+{
+    struct thread_slot *slots = sampler.threads.slots;
+    uint32_t mask = sampler.threads.mask;
+    uint32_t i = tid_hash(tid) & mask;
+    struct thread_slot *tomb = NULL;
+    *inserted = 0;
+    for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+        int v = atomic_load(&slots[i].tid);
+        if (v == tid)
+            return &slots[i];
+        if (v == SLOT_TOMB && !tomb)
+            tomb = &slots[i];
+        if (v == SLOT_FREE) {
+            if (!tomb)
+                tomb = &slots[i];
+            break;
+        }
+    }
+    if (!tomb)
+        return NULL;
+    struct thread_slot *t = tomb;
+    free(t->wall_stack);
+    t->wall_stack = NULL;
+    t->wall_n = 0;
+    t->wall_sp = t->wall_pc = 0;
+    atomic_store(&t->timer, -1);
+    atomic_store(&t->flags, 0);
+    atomic_store(&t->stack_lo, 0);
+    atomic_store(&t->stack_hi, 0);
+    t->rng = ((uint64_t)tid << 32) ^ 0x2545F4914F6CDD1Dull ^ (uint64_t)(uintptr_t)t;
+    t->armed_ns = 0;
+    t->cpu_samples = 0;
+    memset(t->name, 0, sizeof t->name);
+    atomic_store_explicit(&t->tid, tid, memory_order_release);
+    seen++;
+    *inserted = 1;
+    return t;
+}
+
+static int timer_start_locked(struct thread_slot *t)
+{
+    if (atomic_load(&t->timer) >= 0 || (atomic_load(&t->flags) & SLOT_AGENT))
+        return 0;
+    int tid = atomic_load(&t->tid);
+    if (tid <= 0)
+        return -EINVAL;
+    struct sigevent sev;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_value.sival_int = SAMPLER_TAG;
+    sev.sigev_signo = sampler.signo;
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev._sigev_un._tid = tid;
+    clockid_t clk = (clockid_t)((~(unsigned)tid) << 3) | 6; /* MAKE_THREAD_CPUCLOCK(tid, SCHED) */
+    int kid = -1;
+    long r = syscall(SYS_timer_create, clk, &sev, &kid);
+    if (r != 0)
+        return -errno;
+    atomic_store_explicit(&t->timer, kid, memory_order_release);
+    if (sampler_arm_timer(t, sampler.interval_ns) != 0) {
+        syscall(SYS_timer_delete, kid);
+        atomic_store(&t->timer, -1);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static void timer_stop_locked(struct thread_slot *t)
+{
+    int kid = atomic_exchange(&t->timer, -1);
+    if (kid >= 0)
+        syscall(SYS_timer_delete, kid);
+}
+
+static void remove_locked(struct thread_slot *t)
+{
+    timer_stop_locked(t);
+    int tid = atomic_load(&t->tid);
+    if (tid > 0 && t->name[0])
+        remember_name(tid, t->name);
+    atomic_store_explicit(&t->tid, SLOT_TOMB, memory_order_release);
+}
+
+static void slot_exit(void *p)
+{
+    struct thread_slot *t = p;
+    sampler_tls_slot = NULL;
+    pthread_mutex_lock(&reg_lock);
+    if (atomic_load(&t->tid) == sys_gettid()) {
+        read_comm(sys_gettid(), t->name);
+        remove_locked(t);
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+struct thread_slot *threads_register_self(uint32_t flags)
+{
+    if (threads_init(0) != 0)
+        return NULL;
+    if (sampler_tls_slot)
+        return sampler_tls_slot;
+    int tid = sys_gettid();
+    uintptr_t lo = 0, hi = 0;
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        void *addr;
+        size_t size;
+        if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+            lo = (uintptr_t)addr;
+            hi = lo + size;
+        }
+        pthread_attr_destroy(&attr);
+    }
+    pthread_mutex_lock(&reg_lock);
+    int inserted;
+    struct thread_slot *t = insert_locked(tid, &inserted);
+    if (t) {
+        atomic_store(&t->stack_lo, lo);
+        atomic_store(&t->stack_hi, hi);
+        atomic_fetch_or(&t->flags, flags | SLOT_OWN);
+        read_comm(tid, t->name);
+        remember_name(tid, t->name);
+        if (atomic_load(&sampler.running) && !(flags & SLOT_AGENT))
+            timer_start_locked(t);
+    }
+    pthread_mutex_unlock(&reg_lock);
+    if (t) {
+        sampler_tls_slot = t;
+        pthread_setspecific(exit_key, t);
+    }
+    return t;
+}
+
+int threads_start_all(void)
+{
+    int failed = 0;
+    if (!sampler.threads.slots)
+        return 0;
+    pthread_mutex_lock(&reg_lock);
+    for (uint32_t i = 0; i <= sampler.threads.mask; i++) {
+        struct thread_slot *t = &sampler.threads.slots[i];
+        if (atomic_load(&t->tid) > 0 && timer_start_locked(t) != 0)
+            failed++;
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return failed;
+}
+
+void threads_stop_all(void)
+{
+    if (!sampler.threads.slots)
+        return;
+    pthread_mutex_lock(&reg_lock);
+    for (uint32_t i = 0; i <= sampler.threads.mask; i++)
+        timer_stop_locked(&sampler.threads.slots[i]);
+    pthread_mutex_unlock(&reg_lock);
+}
+
+/* Bounds of the mapping holding [stack] (the main thread's stack). */
+static void main_stack_bounds(uintptr_t *lo, uintptr_t *hi)
+{
+    *lo = *hi = 0;
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strstr(line, "[stack]")) {
+            unsigned long a, b;
+            if (sscanf(line, "%lx-%lx", &a, &b) == 2) {
+                *lo = a;
+                *hi = b;
+            }
+            break;
+        }
+    }
+    fclose(f);
+}
+
+int threads_discover(void)
+{
+    if (!sampler.threads.slots)
+        return -EINVAL;
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -errno;
+    enum { MAXT = 65536 };
+    int *tids = malloc(MAXT * sizeof(int));
+    if (!tids) {
+        closedir(d);
+        return -ENOMEM;
+    }
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < MAXT) {
+        int tid = atoi(e->d_name);
+        if (tid > 0)
+            tids[n++] = tid;
+    }
+    closedir(d);
+
+    uintptr_t mlo = 0, mhi = 0;
+    int pid = getpid();
+    char (*comm)[16] = calloc((size_t)n, 16);
+    for (int i = 0; comm && i < n; i++)
+        read_comm(tids[i], comm[i]);
+    for (int i = 0; i < n; i++)
+        if (tids[i] == pid) {
+            main_stack_bounds(&mlo, &mhi);
+            break;
+        }
+
+    pthread_mutex_lock(&reg_lock);
+    for (int i = 0; i < n; i++) {
+        int inserted;
+        struct thread_slot *t = insert_locked(tids[i], &inserted);
+        if (!t)
+            continue;
+        if (comm && comm[i][0]) {
+            memcpy(t->name, comm[i], 16);
+            remember_name(tids[i], t->name);
+        }
+        if (inserted) {
+            if (tids[i] == pid) {
+                atomic_store(&t->stack_lo, mlo);
+                atomic_store(&t->stack_hi, mhi);
+            }
+            if (atomic_load(&sampler.running))
+                timer_start_locked(t);
+        }
+    }
+    /* Forget threads that are gone and did not tell us (not OWN). */
+    for (uint32_t i = 0; i <= sampler.threads.mask; i++) {
+        struct thread_slot *t = &sampler.threads.slots[i];
+        int tid = atomic_load(&t->tid);
+        if (tid <= 0)
+            continue;
+        int alive = 0;
+        for (int j = 0; j < n && !alive; j++)
+            alive = tids[j] == tid;
+        if (!alive)
+            remove_locked(t);
+    }
+    pthread_mutex_unlock(&reg_lock);
+    free(comm);
+    free(tids);
+    return 0;
+}
+
+void threads_refresh_names(void)
+{
+    if (!sampler.threads.slots)
+        return;
+    pthread_mutex_lock(&reg_lock);
+    for (uint32_t i = 0; i <= sampler.threads.mask; i++) {
+        struct thread_slot *t = &sampler.threads.slots[i];
+        int tid = atomic_load(&t->tid);
+        if (tid > 0) {
+            read_comm(tid, t->name);
+            remember_name(tid, t->name);
+        }
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+void threads_foreach(threads_visit_fn fn, void *arg)
+{
+    if (!sampler.threads.slots)
+        return;
+    pthread_mutex_lock(&reg_lock);
+    for (uint32_t i = 0; i <= sampler.threads.mask; i++) {
+        struct thread_slot *t = &sampler.threads.slots[i];
+        if (atomic_load(&t->tid) > 0 && !(atomic_load(&t->flags) & SLOT_AGENT))
+            fn(t, arg);
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+uint64_t threads_seen(void)
+{
+    pthread_mutex_lock(&reg_lock);
+    uint64_t n = seen;
+    pthread_mutex_unlock(&reg_lock);
+    return n;
+}
+
+int threads_wait_quiescent(void)
+{
+    for (int i = 0; i < 20000; i++) {
+        if (atomic_load_explicit(&sigsafe_active, memory_order_acquire) == 0)
+            return 0;
+        struct timespec ts = {0, 50000};
+        nanosleep(&ts, NULL);
+    }
+    return -ETIMEDOUT;
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+    const uintptr_t *x = a, *y = b;
+    return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+int threads_refresh_stack_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return -errno;
+    size_t cap = 256, n = 0;
+    struct stack_maps *m = malloc(sizeof *m + cap * sizeof m->r[0]);
+    char line[512];
+    while (m && fgets(line, sizeof line, f)) {
+        unsigned long a, b, off, inode;
+        char perms[8];
+        int pathpos = 0;
+        if (sscanf(line, "%lx-%lx %7s %lx %*s %lu %n", &a, &b, perms, &off, &inode, &pathpos) < 5)
+            continue;
+        const char *path = pathpos ? line + pathpos : "";
+        if (perms[0] != 'r' || perms[1] != 'w')
+            continue;
+        if (inode != 0 || (path[0] && path[0] != '\n' && strncmp(path, "[stack]", 7) != 0))
+            continue;
+        if (n == cap) {
+            cap *= 2;
+            struct stack_maps *m2 = realloc(m, sizeof *m + cap * sizeof m->r[0]);
+            if (!m2) {
+                free(m);
+                m = NULL;
+                break;
+            }
+            m = m2;
+        }
+        m->r[n].lo = a;
+        m->r[n].hi = b;
+        n++;
+    }
+    fclose(f);
+    if (!m)
+        return -ENOMEM;
+    m->n = (uint32_t)n;
+    qsort(m->r, n, sizeof m->r[0], cmp_range);
+    struct stack_maps *old = atomic_exchange_explicit(&sampler.stack_maps, m, memory_order_acq_rel);
+    if (old) {
+        if (threads_wait_quiescent() == 0)
+            free(old);
+        /* else: a handler might still read it; leaking one snapshot is the
+         * safe choice. */
+    }
+    return 0;
+}
+
+void threads_atfork_prepare(void)
+{
+    pthread_mutex_lock(&reg_lock);
+}
+
+void threads_atfork_parent(void)
+{
+    pthread_mutex_unlock(&reg_lock);
+}
+
+void threads_atfork_child(void)
+{
+    pthread_mutex_init(&reg_lock, NULL);
+    if (!sampler.threads.slots)
+        return;
+    /* Only the forking thread exists here, with a new tid; timers are not
+     * inherited by fork. */
+    struct thread_slot *self = sampler_tls_slot;
+    uintptr_t lo = self ? atomic_load(&self->stack_lo) : 0;
+    uintptr_t hi = self ? atomic_load(&self->stack_hi) : 0;
+    uint32_t flags = self ? atomic_load(&self->flags) : 0;
+    for (uint32_t i = 0; i <= sampler.threads.mask; i++) {
+        struct thread_slot *t = &sampler.threads.slots[i];
+        free(t->wall_stack);
+        t->wall_stack = NULL;
+        atomic_store(&t->timer, -1);
+        atomic_store(&t->tid, SLOT_FREE);
+    }
+    seen = 0;
+    if (names)
+        memset(names, 0, NAMES_CAP * sizeof(*names));
+    sampler_tls_slot = NULL;
+    int inserted;
+    struct thread_slot *t = insert_locked(sys_gettid(), &inserted);
+    if (t) {
+        atomic_store(&t->stack_lo, lo);
+        atomic_store(&t->stack_hi, hi);
+        atomic_store(&t->flags, flags & ~SLOT_AGENT);
+        read_comm(sys_gettid(), t->name);
+        sampler_tls_slot = t;
+        if (flags & SLOT_OWN)
+            pthread_setspecific(exit_key, t);
+    }
+}
+
+int threads_create_agent_thread(pthread_t *th, void *(*fn)(void *), void *arg)
+{
+    pthread_create_fn real = resolve_pthread_create();
+    if (!real)
+        return ENOSYS;
+    return real(th, NULL, fn, arg);
+}
+
+/* ---- pthread_create interposer ---------------------------------------- */
+
+struct start_arg {
+    void *(*fn)(void *);
+    void *arg;
+};
+
+static void *thread_start(void *p)
+{
+    struct start_arg a = *(struct start_arg *)p;
+    free(p);
+    threads_register_self(0);
+    return a.fn(a.arg);
+}
+
+__attribute__((visibility("default"))) int pthread_create(pthread_t *th, const pthread_attr_t *attr,
+                                                          void *(*fn)(void *), void *arg)
+{
+    pthread_create_fn real = resolve_pthread_create();
+    if (!real)
+        return EAGAIN;
+    if (threads_init(0) != 0)
+        return real(th, attr, fn, arg);
+    struct start_arg *a = malloc(sizeof *a);
+    if (!a)
+        return real(th, attr, fn, arg);
+    a->fn = fn;
+    a->arg = arg;
+    int rc = real(th, attr, thread_start, a);
+    if (rc != 0)
+        free(a);
+    return rc;
+}

@@ -1,0 +1,178 @@
+/*
+ * wall.c — the wall-clock sampler's pass over blocked threads.
+ *
+ * A wall profile must cover every thread, running or blocked, but a signal
+ * sent to a blocked thread makes epoll_wait/select return EINTR and
+ * shortens sleeps the host did not ask to shorten.  So blocked threads are
+ * never signalled:
+ *   - A thread in state R is on (or waiting for) a CPU; its CPU-time timer
+ *     (armed at the wall interval in wall mode) samples it from inside,
+ *     tagged as wall with state 'R'.
+ *   - Any other thread is blocked.  Its user sp and pc while in a syscall
+ *     are in /proc/self/task/TID/syscall; its stack is in our own address
+ *     space.  We copy the stack with process_vm_readv (which fails cleanly
+ *     if the thread has exited and the memory is gone), check that sp/pc
+ *     did not change meanwhile (else the copy may be torn: skip), and
+ *     unwind the copy with rbp unknown (the unwinder recovers it from the
+ *     callee-saved slots or a frame-record heuristic).  A thread still
+ *     blocked at the same sp/pc as last time reuses its last stack.
+ * Each such sample weighs the wall time since the thread's last pass.
+ * Runs on the agent thread only.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "threads.h"
+
+#define WALL_COPY_MAX (128 * 1024)
+
+static uint8_t copybuf[WALL_COPY_MAX];
+
+struct pass {
+    int64_t now;
+    int pid;
+};
+
+static int read_file(const char *path, char *buf, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, len - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    return (int)n;
+}
+
+static char thread_state(int tid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    if (read_file(path, buf, sizeof buf) < 0)
+        return 0;
+    char *p = strrchr(buf, ')');
+    if (!p || p[1] != ' ' || !p[2])
+        return 0;
+    return p[2];
+}
+
+/* sp and pc of a thread blocked in a syscall; 0 if it is running or the
+ * file says nothing usable. */
+static int blocked_regs(int tid, uintptr_t *sp, uintptr_t *pc)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
+    if (read_file(path, buf, sizeof buf) < 0)
+        return -1;
+    if (strncmp(buf, "running", 7) == 0)
+        return -1;
+    /* "NR a1 a2 a3 a4 a5 a6 sp pc", or "-1 sp pc" when blocked outside a
+     * syscall. */
+    char *tok[9];
+    int n = 0;
+    for (char *save = NULL, *t = strtok_r(buf, " \n", &save); t && n < 9; t = strtok_r(NULL, " \n", &save))
+        tok[n++] = t;
+    if (n != 9 && n != 3)
+        return -1;
+    *sp = (uintptr_t)strtoull(tok[n - 2], NULL, 16);
+    *pc = (uintptr_t)strtoull(tok[n - 1], NULL, 16);
+    return *sp && *pc ? 0 : -1;
+}
+
+static void push(struct thread_slot *t, char state, int64_t weight)
+{
+    uint64_t pos;
+    struct sample_slot *s = ring_claim(&sampler.ring, &pos);
+    if (!s)
+        return;
+    int n = t->wall_n;
+    memcpy(s->pcs, t->wall_stack, (size_t)n * sizeof(uintptr_t));
+    s->tid = (uint32_t)atomic_load(&t->tid);
+    s->types = SONDE_PROFILE_WALL;
+    s->state = (uint8_t)state;
+    s->nframes = (uint16_t)n;
+    s->weight_ns = weight;
+    s->truncated = 0;
+    ring_publish(&sampler.ring, s, pos);
+    atomic_fetch_add_explicit(&sampler.samples, 1, memory_order_relaxed);
+}
+
+static void sample_blocked(struct thread_slot *t, void *arg)
+{
+    struct pass *p = arg;
+    int tid = atomic_load(&t->tid);
+    char st = thread_state(tid);
+    if (st == 0 || st == 'R' || st == 'Z' || st == 'X')
+        return; /* running: its CPU timer samples it; gone: nothing to do */
+    uintptr_t sp, pc;
+    if (blocked_regs(tid, &sp, &pc) != 0)
+        return;
+    int64_t weight = sampler.interval_ns;
+
+    if (!(t->wall_stack && t->wall_sp == sp && t->wall_pc == pc)) {
+        if (!t->wall_stack) {
+            t->wall_stack = malloc(UNWIND_MAX_FRAMES * sizeof(uintptr_t));
+            if (!t->wall_stack)
+                return;
+        }
+        uintptr_t hi = atomic_load(&t->stack_hi);
+        if (!hi || sp >= hi || sp < atomic_load(&t->stack_lo)) {
+            hi = 0;
+            struct stack_maps *m = atomic_load(&sampler.stack_maps);
+            for (uint32_t i = 0; m && i < m->n; i++)
+                if (sp >= m->r[i].lo && sp < m->r[i].hi)
+                    hi = m->r[i].hi;
+        }
+        size_t len = hi > sp ? hi - sp : 16384;
+        if (len > WALL_COPY_MAX)
+            len = WALL_COPY_MAX;
+        /* Page-sized iovecs: process_vm_readv stops at the first one that
+         * faults, so we keep whatever was readable. */
+        struct iovec local[WALL_COPY_MAX / 4096 + 1], remote[WALL_COPY_MAX / 4096 + 1];
+        size_t niov = 0, off = 0;
+        while (off < len) {
+            size_t chunk = 4096 - ((sp + off) & 4095);
+            if (chunk > len - off)
+                chunk = len - off;
+            local[niov].iov_base = copybuf + off;
+            local[niov].iov_len = chunk;
+            remote[niov].iov_base = (void *)(sp + off);
+            remote[niov].iov_len = chunk;
+            niov++;
+            off += chunk;
+        }
+        ssize_t got = process_vm_readv(p->pid, local, niov, remote, niov, 0);
+        if (got <= 0)
+            return;
+        uintptr_t sp2, pc2;
+        if (blocked_regs(tid, &sp2, &pc2) != 0 || sp2 != sp || pc2 != pc)
+            return; /* it moved while we copied */
+        struct unwind_regs regs = {.pc = pc, .sp = sp, .fp = 0, .fp_known = 0};
+        struct unwind_stack stk = {.lo = sp, .hi = sp + (uintptr_t)got,
+                                   .delta = (intptr_t)((uintptr_t)copybuf - sp)};
+        int trunc = 0;
+        atomic_fetch_add(&sigsafe_active, 1);
+        int n = unwind_walk(&regs, &stk, t->wall_stack, sampler.max_frames, &trunc);
+        atomic_fetch_sub(&sigsafe_active, 1);
+        if (n <= 0)
+            return;
+        t->wall_n = (uint16_t)n;
+        t->wall_sp = sp;
+        t->wall_pc = pc;
+    }
+    push(t, st, weight);
+}
+
+void wall_pass(int64_t now_ns)
+{
+    struct pass p = {.now = now_ns, .pid = getpid()};
+    threads_foreach(sample_blocked, &p);
+}
