@@ -118,7 +118,7 @@ $(B)/obj/src/cli/%.o: src/cli/%.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 $(LIBSONDE): $(AGENT_OBJS) $(COMMON_OBJS)
-	$(CC) -shared $(SANFLAGS) -Wl,-z,nodelete -Wl,-z,now -o $@ $^ $(AGENT_LIBS)
+	$(CC) -shared $(SANFLAGS) -Wl,-z,nodelete -Wl,-z,now -Wl,--exclude-libs,ALL -o $@ $^ $(AGENT_LIBS)
 
 $(LIBSONDE_A): $(AGENT_OBJS) $(COMMON_OBJS)
 	@rm -f $@

@@ -155,12 +155,15 @@ static void *agent_main(void *arg)
                 next_wall = now + sampler.interval_ns;
         }
         if (now >= next_drain) {
+            /* New or closed modules (dlopen/dlclose): cheap when nothing
+             * changed.  We do not interpose dlopen: glibc picks $ORIGIN,
+             * RUNPATH and namespace from its caller's address. */
+            modules_refresh();
             drain();
             next_drain = now + DRAIN_NS;
         }
         if (now >= next_discover) {
             threads_discover();
-            modules_refresh();
             threads_refresh_stack_maps();
             next_discover = now + DISCOVER_NS;
         }

@@ -70,6 +70,7 @@ static uint32_t tid_hash(int tid)
 }
 
 static void slot_exit(void *p);
+static void main_stack_bounds(uintptr_t *lo, uintptr_t *hi);
 
 static void do_init(void)
 {
@@ -188,6 +189,9 @@ static struct thread_slot *insert_locked(int tid, int *inserted)
     t->rng = ((uint64_t)tid << 32) ^ 0x2545F4914F6CDD1Dull ^ (uint64_t)(uintptr_t)t;
     t->armed_ns = 0;
     t->cpu_samples = 0;
+    t->sched_cpu_ns = 0;
+    t->start_fn = 0;
+    t->last_n = 0;
     memset(t->name, 0, sizeof t->name);
     atomic_store_explicit(&t->tid, tid, memory_order_release);
     seen++;
@@ -213,8 +217,12 @@ static int timer_start_locked(struct thread_slot *t)
     long r = syscall(SYS_timer_create, clk, &sev, &kid);
     if (r != 0)
         return -errno;
+    struct timespec c0 = {0, 0};
+    clock_gettime(clk, &c0);
+    t->sched_cpu_ns = (int64_t)c0.tv_sec * 1000000000 + c0.tv_nsec;
+    t->last_n = 0;
     atomic_store_explicit(&t->timer, kid, memory_order_release);
-    if (sampler_arm_timer(t, sampler.interval_ns) != 0) {
+    if (sampler_arm_timer(t, sampler.interval_ns, 1) != 0) {
         syscall(SYS_timer_delete, kid);
         atomic_store(&t->timer, -1);
         return -EINVAL;
@@ -238,42 +246,79 @@ static void remove_locked(struct thread_slot *t)
     atomic_store_explicit(&t->tid, SLOT_TOMB, memory_order_release);
 }
 
+/* The CPU this exiting thread used since its last scheduled expiry, as one
+ * last sample on its last sampled stack (or its start routine).  Runs on
+ * the thread itself with the sampling signal blocked and its timer gone. */
+static void account_exit(struct thread_slot *t)
+{
+    if (!atomic_load(&sampler.running) || !(sampler.types & 1 /* SONDE_PROFILE_CPU */))
+        return;
+    struct timespec now;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now) != 0)
+        return;
+    int64_t residual = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec - t->sched_cpu_ns;
+    if (residual <= 0 || residual > 10 * sampler.interval_ns + 1000000000LL)
+        return;
+    uintptr_t fn_frame = t->start_fn;
+    const uintptr_t *pcs = t->last_n ? t->last_pcs : &fn_frame;
+    int n = t->last_n ? t->last_n : (fn_frame ? 1 : 0);
+    if (n == 0)
+        return;
+    uint64_t pos;
+    struct sample_slot *s = ring_claim(&sampler.ring, &pos);
+    if (!s)
+        return;
+    memcpy(s->pcs, pcs, (size_t)n * sizeof(uintptr_t));
+    s->tid = (uint32_t)atomic_load(&t->tid);
+    s->types = 1;
+    s->state = 'R';
+    s->nframes = (uint16_t)n;
+    s->weight_ns = residual;
+    s->truncated = 0;
+    ring_publish(&sampler.ring, s, pos);
+}
+
 static void slot_exit(void *p)
 {
     struct thread_slot *t = p;
+    sigset_t set, old;
+    sigemptyset(&set);
+    if (sampler.signo > 0)
+        sigaddset(&set, sampler.signo);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
     sampler_tls_slot = NULL;
+    int had_timer = atomic_load(&t->timer) >= 0;
+    pthread_mutex_lock(&reg_lock);
+    if (atomic_load(&t->tid) == sys_gettid())
+        timer_stop_locked(t);
+    pthread_mutex_unlock(&reg_lock);
+    if (had_timer)
+        account_exit(t);
     pthread_mutex_lock(&reg_lock);
     if (atomic_load(&t->tid) == sys_gettid()) {
         read_comm(sys_gettid(), t->name);
         remove_locked(t);
     }
     pthread_mutex_unlock(&reg_lock);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-struct thread_slot *threads_register_self(uint32_t flags)
+/* Registers the calling thread with the given stack bounds (0: unknown). */
+static struct thread_slot *register_self(uint32_t flags, uintptr_t lo, uintptr_t hi)
 {
     if (threads_init(0) != 0)
         return NULL;
     if (sampler_tls_slot)
         return sampler_tls_slot;
     int tid = sys_gettid();
-    uintptr_t lo = 0, hi = 0;
-    pthread_attr_t attr;
-    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-        void *addr;
-        size_t size;
-        if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
-            lo = (uintptr_t)addr;
-            hi = lo + size;
-        }
-        pthread_attr_destroy(&attr);
-    }
     pthread_mutex_lock(&reg_lock);
     int inserted;
     struct thread_slot *t = insert_locked(tid, &inserted);
     if (t) {
-        atomic_store(&t->stack_lo, lo);
-        atomic_store(&t->stack_hi, hi);
+        if (hi) {
+            atomic_store(&t->stack_lo, lo);
+            atomic_store(&t->stack_hi, hi);
+        }
         atomic_fetch_or(&t->flags, flags | SLOT_OWN);
         read_comm(tid, t->name);
         remember_name(tid, t->name);
@@ -286,6 +331,18 @@ struct thread_slot *threads_register_self(uint32_t flags)
         pthread_setspecific(exit_key, t);
     }
     return t;
+}
+
+/* Stack bounds without pthread_getattr_np(), which glibc 2.36 lets crash
+ * when one of its internal allocations fails: the main thread's stack is
+ * the [stack] mapping; other threads' are found by the pthread_create
+ * wrapper, or from the maps snapshot in the handler. */
+struct thread_slot *threads_register_self(uint32_t flags)
+{
+    uintptr_t lo = 0, hi = 0;
+    if (sys_gettid() == getpid())
+        main_stack_bounds(&lo, &hi);
+    return register_self(flags, lo, hi);
 }
 
 int threads_start_all(void)
@@ -564,13 +621,25 @@ int threads_create_agent_thread(pthread_t *th, void *(*fn)(void *), void *arg)
 struct start_arg {
     void *(*fn)(void *);
     void *arg;
+    uintptr_t user_stack;   /* the caller's own stack (attr), or 0 */
+    size_t stack_size;      /* its size, or the default thread stack size */
 };
 
+/* glibc puts a thread's descriptor (pthread_self()) at the top of its stack
+ * block, so [sp, pthread_self()) is this thread's stack, all mapped; the
+ * block is stack_size long. */
 static void *thread_start(void *p)
 {
     struct start_arg a = *(struct start_arg *)p;
     free(p);
-    threads_register_self(0);
+    uintptr_t hi = (uintptr_t)pthread_self();
+    uintptr_t lo = a.user_stack ? a.user_stack : (a.stack_size < hi ? hi - a.stack_size : 0);
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    if (!(a.stack_size && sp > lo && sp < hi))
+        lo = hi = 0; /* not the layout we know: fall back to the maps snapshot */
+    struct thread_slot *t = register_self(0, lo, hi);
+    if (t)
+        t->start_fn = (uintptr_t)a.fn;
     return a.fn(a.arg);
 }
 
@@ -587,6 +656,24 @@ __attribute__((visibility("default"))) int pthread_create(pthread_t *th, const p
         return real(th, attr, fn, arg);
     a->fn = fn;
     a->arg = arg;
+    a->user_stack = 0;
+    a->stack_size = 0;
+    if (attr) {
+        void *addr = NULL;
+        size_t size = 0;
+        if (pthread_attr_getstack(attr, &addr, &size) == 0 && addr)
+            a->user_stack = (uintptr_t)addr;
+        if (pthread_attr_getstacksize(attr, &size) == 0)
+            a->stack_size = size;
+    } else {
+        pthread_attr_t def;
+        size_t size = 0;
+        if (pthread_getattr_default_np(&def) == 0) {
+            if (pthread_attr_getstacksize(&def, &size) == 0)
+                a->stack_size = size;
+            pthread_attr_destroy(&def);
+        }
+    }
     int rc = real(th, attr, thread_start, a);
     if (rc != 0)
         free(a);

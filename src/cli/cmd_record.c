@@ -231,13 +231,15 @@ int cmd_record(int argc, char **argv)
         return 128 + WTERMSIG(status);
     }
     int code = WEXITSTATUS(status);
-    if (code == 127 && access(outabs, F_OK) != 0)
-        return 127;
     if (access(outabs, F_OK) != 0) {
-        fprintf(stderr, "sonde record: %s exited with %d but wrote no profile (did it call _exit or "
-                        "exec?)\n",
-                prog[0], code);
-        return code ? code : 1;
+        /* A program that ends with _exit() (or execs, or was started
+         * without our library) runs no destructor, so nothing is written;
+         * its status is still what we return. */
+        if (code != 127)
+            fprintf(stderr, "sonde record: %s exited with status %d without writing a profile (it "
+                            "may have ended with _exit() or exec)\n",
+                    prog[0], code);
+        return code;
     }
     fprintf(stderr, "sonde record: wrote %s\n", out);
     return code;

@@ -2,6 +2,7 @@
  * test_config.c — SONDE_* environment parsing: defaults, good values, and
  * every kind of bad value refused with a message naming the variable.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>

@@ -60,25 +60,45 @@ static inline uint64_t xorshift(uint64_t *s)
     return x;
 }
 
-int sampler_arm_timer(struct thread_slot *t, int64_t interval_ns)
+int sampler_arm_timer(struct thread_slot *t, int64_t interval_ns, int initial)
 {
     int timer = atomic_load_explicit(&t->timer, memory_order_acquire);
     if (timer < 0)
         return -EINVAL;
-    /* First expiry uniformly in [0.9, 1.1) x interval: work that repeats at
-     * a fixed period cannot stay in phase with the samples. */
-    int64_t span = interval_ns / 5;
-    int64_t first = interval_ns - interval_ns / 10 + (span > 0 ? (int64_t)(xorshift(&t->rng) % (uint64_t)span) : 0);
-    if (first < 1000)
-        first = 1000;
+    int64_t value, weight;
+    if (initial) {
+        /* A random phase in (0, interval]: a thread that lives for c ns of
+         * CPU gets c / interval samples on average, even when c < interval
+         * (short-lived threads are not lost). */
+        value = 1 + (int64_t)(xorshift(&t->rng) % (uint64_t)interval_ns);
+        weight = interval_ns;
+    } else {
+        /* The kernel noticed this expiry at a tick, possibly ms after it
+         * was due, and already moved the timer to its next scheduled
+         * expiry.  Re-arm relative to that schedule (never to now, which
+         * would drop the lateness from every sample) with a jitter d in
+         * [-0.1, 0.1) x interval, so the next sample weighs interval + d. */
+        struct itimerspec cur;
+        if (sys_call4(SYS_timer_gettime, timer, (long)&cur, 0, 0) != 0)
+            return -EINVAL;
+        int64_t remaining = (int64_t)cur.it_value.tv_sec * 1000000000 + cur.it_value.tv_nsec;
+        int64_t span = interval_ns / 5;
+        int64_t d = span > 0 ? (int64_t)(xorshift(&t->rng) % (uint64_t)span) - interval_ns / 10 : 0;
+        value = remaining + d;
+        if (value < 1000)
+            value = 1000;
+        weight = interval_ns + (value - remaining);
+    }
     struct itimerspec its;
-    its.it_value.tv_sec = first / 1000000000;
-    its.it_value.tv_nsec = first % 1000000000;
+    its.it_value.tv_sec = value / 1000000000;
+    its.it_value.tv_nsec = value % 1000000000;
     its.it_interval.tv_sec = interval_ns / 1000000000;
     its.it_interval.tv_nsec = interval_ns % 1000000000;
-    t->armed_ns = first;
     long r = sys_call4(SYS_timer_settime, timer, 0, (long)&its, 0);
-    return r < 0 ? (int)r : 0;
+    if (r < 0)
+        return (int)r;
+    t->armed_ns = weight;
+    return 0;
 }
 
 static void stack_bounds(struct thread_slot *t, uintptr_t sp, uintptr_t *lo, uintptr_t *hi)
@@ -137,8 +157,11 @@ void sampler_handler(int sig, siginfo_t *si, void *ucv)
     if (atomic_load_explicit(&t->flags, memory_order_relaxed) & SLOT_AGENT)
         goto out;
 
+    /* This sample stands for the time since the previous scheduled expiry
+     * (armed_ns) plus every expiry the kernel folded into this signal. */
     int64_t weight = t->armed_ns + (int64_t)si->si_overrun * sampler.interval_ns;
-    sampler_arm_timer(t, sampler.interval_ns);
+    sampler_arm_timer(t, sampler.interval_ns, 0);
+    t->sched_cpu_ns += weight;
 
     uint64_t pos;
     struct sample_slot *s = ring_claim(&sampler.ring, &pos);
@@ -161,6 +184,9 @@ void sampler_handler(int sig, siginfo_t *si, void *ucv)
     s->nframes = (uint16_t)(n < 0 ? 0 : n);
     s->weight_ns = weight;
     s->truncated = (uint32_t)truncated;
+    for (int i = 0; i < n; i++)
+        t->last_pcs[i] = s->pcs[i];
+    t->last_n = (uint16_t)(n < 0 ? 0 : n);
     ring_publish(&sampler.ring, s, pos);
     t->cpu_samples++;
     atomic_fetch_add_explicit(&sampler.samples, 1, memory_order_relaxed);

@@ -52,6 +52,15 @@ struct thread_slot {
     uint16_t wall_n;
     uintptr_t *wall_stack;      /* last blocked stack, malloc'ed, UNWIND_MAX_FRAMES */
     uint64_t cpu_samples;       /* samples taken on this thread */
+    /* Exit accounting: CPU-time timers are checked at scheduler ticks, so
+     * the CPU a thread burns after its last tick is never signalled.  The
+     * handler keeps the thread's CPU clock at its last scheduled expiry
+     * (sched_cpu_ns = CPU at arming + every weight since) and its last
+     * stack; the exit hook turns the remainder into one final sample. */
+    int64_t sched_cpu_ns;
+    uintptr_t start_fn;         /* the thread's start routine, if known */
+    uint16_t last_n;
+    uintptr_t last_pcs[UNWIND_MAX_FRAMES];
 };
 
 struct thread_table {
@@ -98,8 +107,10 @@ void sampler_handler(int sig, siginfo_t *si, void *ucontext);
  * async-signal-safe. */
 struct thread_slot *sampler_find_thread(int tid);
 
-/* Arms the calling-or-other thread's timer through the raw syscall with a
- * jittered first expiry.  async-signal-safe. */
-int sampler_arm_timer(struct thread_slot *t, int64_t interval_ns);
+/* Arms t's timer through the raw syscalls.  initial: first arming, at a
+ * random phase; else re-arming from the handler after an expiry, relative
+ * to the kernel's schedule with jitter.  Sets t->armed_ns to what the next
+ * sample weighs.  async-signal-safe. */
+int sampler_arm_timer(struct thread_slot *t, int64_t interval_ns, int initial);
 
 #endif

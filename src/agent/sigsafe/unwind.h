@@ -25,7 +25,8 @@ enum unwind_cfa {
     UNWIND_CFA_UNDEF = 0, /* end of stack (e.g. _start), or a rule we cannot follow */
     UNWIND_CFA_SP = 1,    /* CFA = rsp + cfa_off */
     UNWIND_CFA_FP = 2,    /* CFA = rbp + cfa_off */
-    UNWIND_CFA_PLT = 3    /* .plt entries: CFA = rsp + 8, +8 more if (pc & 15) >= 11 */
+    UNWIND_CFA_PLT = 3    /* lazy .plt entries: CFA = rsp + 8, and 8 more once the
+                             entry has pushed its index: if (pc & 15) >= cfa_off */
 };
 
 /* How the caller's rbp is found. */
@@ -34,13 +35,22 @@ enum unwind_fp {
     UNWIND_FP_AT_CFA = 1  /* rbp saved at CFA + fp_off */
 };
 
-/* One row: from pc_off (relative to the module's load bias) up to the next
- * row's pc_off the rules hold.  Rows of a module are sorted by pc_off; a row
- * with cfa == UNWIND_CFA_UNDEF and the flag UNWIND_ROW_GAP ends an FDE's range. */
+/*
+ * The table format
+ * ----------------
+ * One row: from pc_off (relative to the module's load bias) up to the next
+ * row's pc_off the rules hold.  Rows of a module are sorted by pc_off,
+ * strictly increasing; a row with cfa == UNWIND_CFA_UNDEF and the flag
+ * UNWIND_ROW_GAP ends an FDE's range (pcs there have no rule at all).
+ * Offsets are 32-bit: a few real functions (libc's buffered_vfprintf, two in
+ * libdw) have frames over 32 KiB.  For UNWIND_CFA_PLT, cfa_off holds the
+ * entry offset at which the push has happened (binutils: 11 for the
+ * classic lazy .plt, 9 with IBT, 5 with MPX's BND prefix, 10 with both).
+ */
 struct unwind_row {
     uint32_t pc_off;
-    int16_t cfa_off;
-    int16_t fp_off;
+    int32_t cfa_off;
+    int32_t fp_off;
     uint8_t cfa;   /* enum unwind_cfa */
     uint8_t fp;    /* enum unwind_fp */
     uint8_t flags;
@@ -48,12 +58,34 @@ struct unwind_row {
 };
 #define UNWIND_ROW_GAP 1
 
+_Static_assert(sizeof(struct unwind_row) == 16, "unwind rows are 16 bytes, 4 per cache line");
+
+/*
+ * The index: a binary search over libc's ~28k rows is 15 dependent loads,
+ * which made the row search most of a walk's cost.  So each module's rows
+ * come with an index over its code in buckets of 1 << UNWIND_INDEX_SHIFT
+ * bytes, counted from the first row's pc_off (base):
+ *
+ *   index[k] = the last row whose pc_off <= base + (k << UNWIND_INDEX_SHIFT)
+ *              for 0 <= k < nindex - 1, and index[nindex - 1] = nrows - 1.
+ *
+ * The row for an offset off in bucket k = (off - base) >> UNWIND_INDEX_SHIFT
+ * is then one of rows[index[k]] .. rows[index[k + 1]] -- a handful, since
+ * code has a row every few dozen bytes -- and an offset past the last
+ * bucket belongs to the last row.  A module may have no index (index NULL:
+ * it would have been far larger than its rows, or there was no memory for
+ * it); lookups then search all rows.  Built by unwind_table_index().
+ */
+#define UNWIND_INDEX_SHIFT 8
+
 /* One loaded module's executable range and its rows. */
 struct unwind_module {
     uintptr_t lo, hi;   /* absolute addresses of its executable segments */
     uintptr_t bias;     /* load bias: absolute = bias + pc_off */
     const struct unwind_row *rows;
+    const uint32_t *index; /* see "The index"; NULL if none */
     uint32_t nrows;
+    uint32_t nindex;
     uint32_t id;        /* index into the module list (modules.h) */
 };
 
