@@ -77,6 +77,12 @@ if ! make -s -j"$JOBS" SAN=1 all; then
     exit 1
 fi
 
+echo "== build (TSan, unit tests only: the agent's threads)"
+if ! make -s -j"$JOBS" SAN=thread all; then
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
 echo "== unit tests (plain)"
 run_unit build
 echo "== system tests (plain)"
@@ -88,6 +94,11 @@ run_unit build/san
 unset ASAN_OPTIONS UBSAN_OPTIONS
 echo "== system tests (ASan + UBSan)"
 run_system build/san 1
+
+echo "== unit tests (TSan)"
+export TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0
+run_unit build/tsan
+unset TSAN_OPTIONS
 
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

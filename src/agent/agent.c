@@ -412,6 +412,7 @@ static int stop_locked(void)
         pthread_join(A.thread, NULL);
         A.thread_running = 0;
     }
+    threads_free_wall_stacks();
     threads_wait_quiescent();
     drain();
     A.started = 0;

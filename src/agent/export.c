@@ -42,8 +42,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "modules.h"
+#include "common/array.h"
+#include "common/hindex.h"
 #include "common/pprof.h"
+#include "modules.h"
 #include "sonde.h"
 #include "symbolize.h"
 
@@ -70,8 +72,7 @@ struct exporter {
 
     struct addr_entry *entries;
     size_t nentries, capentries;
-    uint32_t *slots; /* addr -> entry index + 1 */
-    size_t nslots;
+    struct hindex byaddr; /* addr -> entries index */
     const char **names;
     size_t nnames, capnames;
     char **owned; /* synthesized names */
@@ -98,69 +99,24 @@ static void errf(char *buf, size_t len, const char *fmt, ...)
     va_end(ap);
 }
 
-static int grow(void *arr, size_t *cap, size_t need, size_t sz)
+static int entry_addr_eq(const void *ctx, uint32_t item, const void *key)
 {
-    if (need <= *cap)
-        return 0;
-    size_t ncap = *cap ? *cap : 64;
-    while (ncap < need) {
-        if (ncap > SIZE_MAX / 2 / sz)
-            return -ENOMEM;
-        ncap *= 2;
-    }
-    void *p = realloc(*(void **)arr, ncap * sz);
-    if (!p)
-        return -ENOMEM;
-    *(void **)arr = p;
-    *cap = ncap;
-    return 0;
-}
-
-static uint64_t hash_addr(uintptr_t a)
-{
-    uint64_t x = a;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    return x;
+    return ((const struct exporter *)ctx)->entries[item].addr == *(const uintptr_t *)key;
 }
 
 static struct addr_entry *entry_find(const struct exporter *ex, uintptr_t addr)
 {
-    if (!ex->nslots)
-        return NULL;
-    for (size_t j = hash_addr(addr) & (ex->nslots - 1); ex->slots[j]; j = (j + 1) & (ex->nslots - 1))
-        if (ex->entries[ex->slots[j] - 1].addr == addr)
-            return &ex->entries[ex->slots[j] - 1];
-    return NULL;
+    int64_t i = hindex_find(&ex->byaddr, hindex_hash_u64(addr), entry_addr_eq, ex, &addr);
+    return i < 0 ? NULL : &ex->entries[i];
 }
 
 static int entry_add(struct exporter *ex, const struct addr_entry *e)
 {
-    if (ex->nentries >= UINT32_MAX - 1 ||
-        grow(&ex->entries, &ex->capentries, ex->nentries + 1, sizeof *ex->entries) != 0)
+    if (ex->nentries >= HINDEX_MAX_ITEMS ||
+        array_grow(&ex->entries, &ex->capentries, ex->nentries + 1, sizeof *ex->entries) != 0 ||
+        hindex_insert(&ex->byaddr, hindex_hash_u64(e->addr), (uint32_t)ex->nentries) != 0)
         return -ENOMEM;
-    if ((ex->nentries + 1) * 2 > ex->nslots) {
-        size_t ncap = ex->nslots ? ex->nslots * 2 : 1024;
-        uint32_t *ns = calloc(ncap, sizeof *ns);
-        if (!ns)
-            return -ENOMEM;
-        for (size_t i = 0; i < ex->nentries; i++) {
-            size_t j = hash_addr(ex->entries[i].addr) & (ncap - 1);
-            while (ns[j])
-                j = (j + 1) & (ncap - 1);
-            ns[j] = (uint32_t)i + 1;
-        }
-        free(ex->slots);
-        ex->slots = ns;
-        ex->nslots = ncap;
-    }
-    ex->entries[ex->nentries] = *e;
-    size_t j = hash_addr(e->addr) & (ex->nslots - 1);
-    while (ex->slots[j])
-        j = (j + 1) & (ex->nslots - 1);
-    ex->slots[j] = (uint32_t)ex->nentries + 1;
-    ex->nentries++;
+    ex->entries[ex->nentries++] = *e;
     return 0;
 }
 
@@ -178,7 +134,7 @@ static const char *frame_name(struct exporter *ex, const struct sym_frame *f)
     } else {
         snprintf(buf, sizeof buf, "0x%" PRIx64, f->offset);
     }
-    if (grow(&ex->owned, &ex->capowned, ex->nowned + 1, sizeof *ex->owned) != 0)
+    if (array_grow(&ex->owned, &ex->capowned, ex->nowned + 1, sizeof *ex->owned) != 0)
         return NULL;
     char *s = strdup(buf);
     if (s)
@@ -196,7 +152,7 @@ static int64_t resolve(struct exporter *ex, uintptr_t addr)
     struct sym_frame fr[MAX_INLINE];
     int n = symbolizer_lookup(ex->sym, addr, fr, MAX_INLINE);
     if (n < 1 || ex->nnames > UINT32_MAX - (size_t)n ||
-        grow(&ex->names, &ex->capnames, ex->nnames + (size_t)n, sizeof *ex->names) != 0)
+        array_grow(&ex->names, &ex->capnames, ex->nnames + (size_t)n, sizeof *ex->names) != 0)
         return -1;
     struct addr_entry e = {addr, 0, (uint32_t)ex->nnames, (uint32_t)n};
     for (int i = 0; i < n; i++)
@@ -257,8 +213,8 @@ static int visit(const struct stack_entry *se, void *arg)
     if (ex->coll && ex->coll_type && se->type != ex->coll_type)
         return 0;
     size_t need = se->nframes ? se->nframes : 1;
-    if (grow(&ex->locs, &ex->caplocs, need, sizeof *ex->locs) != 0 ||
-        grow(&ex->idx, &ex->capidx, need, sizeof *ex->idx) != 0)
+    if (array_grow(&ex->locs, &ex->caplocs, need, sizeof *ex->locs) != 0 ||
+        array_grow(&ex->idx, &ex->capidx, need, sizeof *ex->idx) != 0)
         goto oom;
     size_t nlocs = 0, depth = 0;
     for (int i = 0; i < se->nframes; i++) {
@@ -278,7 +234,7 @@ static int visit(const struct stack_entry *se, void *arg)
     if (ex->coll) {
         if (nlocs == 0)
             return 0;
-        if (grow(&ex->stack, &ex->capstack, depth, sizeof *ex->stack) != 0)
+        if (array_grow(&ex->stack, &ex->capstack, depth, sizeof *ex->stack) != 0)
             goto oom;
         size_t k = 0;
         for (size_t j = nlocs; j-- > 0;) { /* root first, outermost inline level first */
@@ -322,7 +278,7 @@ static void exporter_free(struct exporter *ex)
     free(ex->mapping_ids);
     free(ex->mapping_flags);
     free(ex->entries);
-    free(ex->slots);
+    hindex_free(&ex->byaddr);
     free(ex->names);
     for (size_t i = 0; i < ex->nowned; i++)
         free(ex->owned[i]);

@@ -25,7 +25,7 @@
  * done, and the callback compares them with the last scan's on the first
  * module and stops the iteration at once if they have not moved -- one
  * lock round-trip inside ld.so, no allocation, nothing else touched
- * (about 30 ns; bench/unwind_cost.c).  Otherwise the scan matches each
+ * (15-25 ns on the development VM; bench/unwind_cost.c).  Otherwise the scan matches each
  * module against the loaded entries, parses .eh_frame only for new ones
  * (unwind_table.c; inside the callback, while ld.so guarantees the module
  * stays mapped), marks entries that were not seen as unloaded, and
@@ -44,8 +44,8 @@
  * Publication and the grace period (RCU in miniature)
  * ---------------------------------------------------
  * A set is immutable.  A new one is malloc'ed, filled, then swapped into
- * unwind_current.  The old one may still be in use by a
- * walk that loaded the pointer before the store, so it is freed only after
+ * unwind_current.  The old one may still be in use by a walk that loaded
+ * the pointer before the store, so it is freed only after
  * sigsafe_active (incremented by every walk before it loads the pointer)
  * has been seen at 0 once after the store: any walk that could hold the old
  * pointer had then left.  The store and the loads of sigsafe_active are

@@ -37,7 +37,7 @@ int modules_init(void);
  * periodically (every 10 ms), and a library's frames unwind through tables
  * from the first refresh after it was loaded.  Cheap when nothing changed
  * (one dl_iterate_phdr callback comparing ld.so's adds/subs counters, no
- * allocation; ~30 ns).  Does nothing before modules_init() or after
+ * allocation; ~20 ns).  Does nothing before modules_init() or after
  * modules_shutdown().  0 or -ENOMEM (a later call retries). */
 int modules_refresh(void);
 

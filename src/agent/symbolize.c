@@ -62,6 +62,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/array.h"
+#include "common/hindex.h"
+#include "common/strtab.h"
+
 #define MAX_INLINE 64           /* inline levels kept per address */
 /* Longer names are shown mangled: libiberty's demangler keeps ~70 bytes
  * of stack per input byte (VLAs), and export may run on a host thread
@@ -86,14 +90,12 @@ struct symbolizer {
 
     struct cached *entries;
     size_t nentries, capentries;
-    uint32_t *slots; /* address -> entry index + 1; 0 = empty */
-    size_t nslots;
+    struct hindex byaddr; /* address -> entries index */
 
     struct sym_frame *frames;
     size_t nframes, capframes;
 
-    char **strs; /* interned strings (open addressing, NULL = empty) */
-    size_t nstrs, capstrs;
+    struct strtab strings; /* interned names and files */
 
     bool libdw_failed; /* libdw ran out of memory once: no more libdw */
 };
@@ -169,113 +171,34 @@ char *symbolize_demangle(const char *name)
 /* ------------------------------------------------------------------ */
 /* Strings and the address cache                                       */
 
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-static uint64_t hash_addr(uintptr_t a)
-{
-    uint64_t x = a;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    return x;
-}
-
 /* The symbolizer's copy of str; NULL on ENOMEM. */
 static const char *intern(struct symbolizer *s, const char *str)
 {
-    if ((s->nstrs + 1) * 2 > s->capstrs) {
-        size_t ncap = s->capstrs ? s->capstrs * 2 : 1024;
-        char **ns = calloc(ncap, sizeof *ns);
-        if (!ns)
-            return NULL;
-        for (size_t i = 0; i < s->capstrs; i++) {
-            if (!s->strs[i])
-                continue;
-            size_t j = hash_str(s->strs[i]) & (ncap - 1);
-            while (ns[j])
-                j = (j + 1) & (ncap - 1);
-            ns[j] = s->strs[i];
-        }
-        free(s->strs);
-        s->strs = ns;
-        s->capstrs = ncap;
-    }
-    size_t j = hash_str(str) & (s->capstrs - 1);
-    for (; s->strs[j]; j = (j + 1) & (s->capstrs - 1))
-        if (strcmp(s->strs[j], str) == 0)
-            return s->strs[j];
-    char *copy = strdup(str);
-    if (!copy)
-        return NULL;
-    s->strs[j] = copy;
-    s->nstrs++;
-    return copy;
+    int64_t i = strtab_intern(&s->strings, str);
+    return i < 0 ? NULL : s->strings.strs[i];
+}
+
+static int cached_addr_eq(const void *ctx, uint32_t item, const void *key)
+{
+    return ((const struct symbolizer *)ctx)->entries[item].addr == *(const uintptr_t *)key;
 }
 
 static const struct cached *cache_find(const struct symbolizer *s, uintptr_t addr)
 {
-    if (s->nslots == 0)
-        return NULL;
-    for (size_t j = hash_addr(addr) & (s->nslots - 1); s->slots[j];
-         j = (j + 1) & (s->nslots - 1))
-        if (s->entries[s->slots[j] - 1].addr == addr)
-            return &s->entries[s->slots[j] - 1];
-    return NULL;
-}
-
-static void slot_put(uint32_t *slots, size_t nslots, uintptr_t addr, uint32_t v)
-{
-    size_t j = hash_addr(addr) & (nslots - 1);
-    while (slots[j])
-        j = (j + 1) & (nslots - 1);
-    slots[j] = v;
+    int64_t i = hindex_find(&s->byaddr, hindex_hash_u64(addr), cached_addr_eq, s, &addr);
+    return i < 0 ? NULL : &s->entries[i];
 }
 
 /* Caches frames f[0..n) (interned already) for addr.  0 or -ENOMEM. */
 static int cache_put(struct symbolizer *s, uintptr_t addr, const struct sym_frame *f, int n)
 {
-    if (s->nentries >= UINT32_MAX - 1 || s->nframes > UINT32_MAX - (size_t)n)
+    if (s->nentries >= HINDEX_MAX_ITEMS || s->nframes > UINT32_MAX - (size_t)n ||
+        array_grow(&s->entries, &s->capentries, s->nentries + 1, sizeof *s->entries) != 0 ||
+        array_grow(&s->frames, &s->capframes, s->nframes + (size_t)n, sizeof *s->frames) != 0 ||
+        hindex_insert(&s->byaddr, hindex_hash_u64(addr), (uint32_t)s->nentries) != 0)
         return -ENOMEM;
-    if (s->nentries == s->capentries) {
-        size_t ncap = s->capentries ? s->capentries * 2 : 1024;
-        struct cached *ne = realloc(s->entries, ncap * sizeof *ne);
-        if (!ne)
-            return -ENOMEM;
-        s->entries = ne;
-        s->capentries = ncap;
-    }
-    if (s->nframes + (size_t)n > s->capframes) {
-        size_t ncap = s->capframes ? s->capframes * 2 : 1024;
-        while (ncap < s->nframes + (size_t)n)
-            ncap *= 2;
-        struct sym_frame *nf = realloc(s->frames, ncap * sizeof *nf);
-        if (!nf)
-            return -ENOMEM;
-        s->frames = nf;
-        s->capframes = ncap;
-    }
-    if ((s->nentries + 1) * 2 > s->nslots) {
-        size_t ncap = s->nslots ? s->nslots * 2 : 2048;
-        uint32_t *ns = calloc(ncap, sizeof *ns);
-        if (!ns)
-            return -ENOMEM;
-        for (size_t i = 0; i < s->nentries; i++)
-            slot_put(ns, ncap, s->entries[i].addr, (uint32_t)i + 1);
-        free(s->slots);
-        s->slots = ns;
-        s->nslots = ncap;
-    }
     memcpy(&s->frames[s->nframes], f, (size_t)n * sizeof *f);
     s->entries[s->nentries] = (struct cached){addr, (uint32_t)s->nframes, (uint32_t)n};
-    slot_put(s->slots, s->nslots, addr, (uint32_t)s->nentries + 1);
     s->nentries++;
     s->nframes += (size_t)n;
     return 0;
@@ -340,11 +263,9 @@ void symbolizer_free(struct symbolizer *s)
     }
     free(s->mods);
     free(s->entries);
-    free(s->slots);
+    hindex_free(&s->byaddr);
     free(s->frames);
-    for (size_t i = 0; i < s->capstrs; i++)
-        free(s->strs[i]);
-    free(s->strs);
+    strtab_free(&s->strings);
     free(s);
 }
 

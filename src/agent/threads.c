@@ -243,6 +243,10 @@ static void remove_locked(struct thread_slot *t)
     int tid = atomic_load(&t->tid);
     if (tid > 0 && t->name[0])
         remember_name(tid, t->name);
+    /* The wall pass uses wall_stack under reg_lock too, so this is safe. */
+    free(t->wall_stack);
+    t->wall_stack = NULL;
+    t->wall_n = 0;
     atomic_store_explicit(&t->tid, SLOT_TOMB, memory_order_release);
 }
 
@@ -486,6 +490,20 @@ void threads_foreach(threads_visit_fn fn, void *arg)
         struct thread_slot *t = &sampler.threads.slots[i];
         if (atomic_load(&t->tid) > 0 && !(atomic_load(&t->flags) & SLOT_AGENT))
             fn(t, arg);
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+void threads_free_wall_stacks(void)
+{
+    if (!sampler.threads.slots)
+        return;
+    pthread_mutex_lock(&reg_lock);
+    for (uint32_t i = 0; i <= sampler.threads.mask; i++) {
+        struct thread_slot *t = &sampler.threads.slots[i];
+        free(t->wall_stack);
+        t->wall_stack = NULL;
+        t->wall_n = 0;
     }
     pthread_mutex_unlock(&reg_lock);
 }

@@ -54,6 +54,9 @@ const char *threads_name(uint32_t tid);
 /* Re-reads every live thread's name from /proc. */
 void threads_refresh_names(void);
 
+/* Frees the wall sampler's per-thread stacks (when it no longer runs). */
+void threads_free_wall_stacks(void);
+
 /* Number of distinct threads seen. */
 uint64_t threads_seen(void);
 

@@ -6,7 +6,7 @@
  * (counted once per sample, however deep the recursion).
  *
  * Reads any pprof file (sonde's, Go's, gperftools' converted ...) through
- * the validating decoder in src/common/pprof.c.
+ * the validating decoder in src/common/pprof_read.c.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -23,6 +23,9 @@
  *    accumulator is public so that other producers (export.c) emit exactly
  *    the same format.
  *
+ * One file implements each part: pprof_build.c, pprof_read.c and
+ * pprof_summary.c (pprof_internal.h is what they share, nothing more).
+ *
  * Thread-safety: objects are not shared; distinct objects may be used from
  * distinct threads.  Nothing here is async-signal-safe (it allocates).
  * Errors: 0 or a negative errno-style code; where an err buffer is taken,

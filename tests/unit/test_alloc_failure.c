@@ -32,14 +32,14 @@
 
 #include "sonde.h"
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define NO_MALLOC_HOOK 1
 #endif
 
+#ifndef NO_MALLOC_HOOK
 static _Atomic long countdown = -1; /* -1: never fail; else fail when it reaches 0 */
 static _Atomic long failures_injected;
 
-#ifndef NO_MALLOC_HOOK
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
@@ -106,6 +106,7 @@ int posix_memalign(void **out, size_t align, size_t n)
 }
 #endif
 
+#ifndef NO_MALLOC_HOOK
 static volatile uint64_t sink;
 
 __attribute__((noinline)) static void burn(double ms)
@@ -149,6 +150,8 @@ static void one_round(const char *path)
     assert_true(rc == 0 || rc < 0);
     assert_non_null(sonde_errmsg());
 }
+
+#endif
 
 static void test_host_survives_every_failed_allocation(void **state)
 {

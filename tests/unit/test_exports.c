@@ -38,7 +38,8 @@ static void test_only_sonde_symbols_are_exported(void **state)
         for (size_t i = 0; i < sizeof allowed_extra / sizeof allowed_extra[0]; i++)
             ok |= strcmp(name, allowed_extra[i]) == 0;
         /* sanitizer builds may export their interceptors' helpers */
-        ok |= strncmp(name, "__asan", 6) == 0 || strncmp(name, "__ubsan", 7) == 0;
+        ok |= strncmp(name, "__asan", 6) == 0 || strncmp(name, "__ubsan", 7) == 0 ||
+              strncmp(name, "__tsan", 6) == 0;
         if (!ok) {
             print_error("unexpected export: %s\n", name);
             bad++;

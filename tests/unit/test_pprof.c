@@ -1,6 +1,6 @@
 /*
  * test_pprof.c — the pprof builder, the validating reader and the
- * summaries (src/common/pprof.c): a profile survives encode/decode
+ * summaries (src/common/pprof_*.c): a profile survives encode/decode
  * unchanged, go tool pprof reads what we write, top and collapsed give
  * what a user expects, and corrupt input of every kind is refused with a
  * message that names the problem — never a crash (run under ASan too).
@@ -419,6 +419,89 @@ static void test_collapsed_stacks_are_root_first_merged_and_sorted(void **state)
     pprof_collapsed_free(NULL);
 }
 
+/* Thousands of names, functions, locations and stacks: far past the first
+ * table sizes, so every lookup table grows (and rehashes) many times and
+ * must still merge equal keys and keep distinct ones apart. */
+static void test_large_profiles_merge_equal_names_and_keep_distinct_ones(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    struct pprof_builder *b = pprof_builder_new();
+    assert_non_null(b);
+    assert_int_equal(pprof_builder_sample_type(b, "samples", "count"), 0);
+    uint64_t map = pprof_builder_mapping(b, 0x400000, 0x800000, 0, "/usr/bin/big", "");
+    struct pprof_line lroot = {pprof_builder_function(b, "root", NULL, NULL, 0), 1};
+    uint64_t l_root = pprof_builder_location(b, map, 0x400000, &lroot, 1);
+    static uint64_t fids[N];
+    char name[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "fn_%d", i);
+        int64_t s = pprof_builder_string(b, name);
+        assert_true(s > 0);
+        assert_int_equal(pprof_builder_string(b, name), s); /* interned once */
+        fids[i] = pprof_builder_function(b, name, name, "big.c", i);
+        assert_int_equal(fids[i], (uint64_t)i + 2);
+    }
+    for (int i = 0; i < N; i++) { /* the same functions again: same ids */
+        snprintf(name, sizeof name, "fn_%d", i);
+        assert_int_equal(pprof_builder_function(b, name, name, "big.c", i), fids[i]);
+    }
+    /* Sample i: root -> fn_i, value i + 1, and twice for even i (merged). */
+    for (int i = 0; i < N; i++) {
+        struct pprof_line l = {fids[i], 10};
+        uint64_t loc = pprof_builder_location(b, map, 0x401000 + (uint64_t)i, &l, 1);
+        assert_true(loc > 0);
+        uint64_t st[] = {loc, l_root};
+        int64_t v = i + 1;
+        assert_int_equal(pprof_builder_sample(b, st, 2, &v, NULL, 0), 0);
+        if (i % 2 == 0)
+            assert_int_equal(pprof_builder_sample(b, st, 2, &v, NULL, 0), 0);
+    }
+    uint8_t *buf;
+    size_t len;
+    encode(b, &buf, &len, 1);
+    pprof_builder_free(b);
+    struct pprof_profile *p = decode_ok(buf, len);
+    assert_int_equal(p->pb->n_function, N + 1);
+    assert_int_equal(p->pb->n_location, N + 1);
+    assert_non_null(pprof_location(p, N + 1));
+    assert_null(pprof_location(p, N + 2));
+    assert_string_equal(pprof_string(p, pprof_function(p, fids[N - 1])->name), "fn_2999");
+
+    struct pprof_top *t;
+    assert_int_equal(pprof_top_compute(p, 0, &t), 0);
+    assert_int_equal(t->n, N + 1);
+    assert_string_equal(t->rows[0].name, "fn_2998"); /* largest flat first */
+    assert_string_equal(t->rows[N].name, "root");    /* no flat at all: last */
+    assert_int_equal(row(t, "root")->cum, t->total);
+    assert_int_equal(row(t, "fn_2998")->flat, 2 * 2999);
+    assert_int_equal(row(t, "fn_2999")->flat, 3000);
+    pprof_top_free(t);
+
+    struct pprof_collapsed *c;
+    assert_int_equal(pprof_collapse(p, 0, &c), 0);
+    assert_int_equal(c->n, N);
+    for (size_t i = 1; i < c->n; i++)
+        assert_true(strcmp(c->lines[i - 1].stack, c->lines[i].stack) < 0);
+    assert_string_equal(c->lines[0].stack, "root;fn_0");
+    assert_int_equal(c->lines[0].value, 2);
+    pprof_collapsed_free(c);
+    pprof_profile_free(p);
+    free(buf);
+
+    /* An accumulator dropped before finish frees its stacks too (ASan). */
+    c = pprof_collapsed_new();
+    assert_non_null(c);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "fn_%d", i % 1000);
+        const char *frames[] = {"root", name};
+        assert_int_equal(pprof_collapsed_add(c, frames, 2, 1), 0);
+    }
+    assert_int_equal(c->n, 1000);
+    assert_int_equal(c->lines[999].value, 3);
+    pprof_collapsed_free(c);
+}
+
 static void test_values_are_formatted_like_go_pprof(void **state)
 {
     (void)state;
@@ -751,6 +834,7 @@ int main(void)
         cmocka_unit_test(test_go_tool_pprof_reads_what_we_write),
         cmocka_unit_test(test_top_counts_self_and_total_once_per_sample),
         cmocka_unit_test(test_collapsed_stacks_are_root_first_merged_and_sorted),
+        cmocka_unit_test(test_large_profiles_merge_equal_names_and_keep_distinct_ones),
         cmocka_unit_test(test_values_are_formatted_like_go_pprof),
         cmocka_unit_test(test_bad_references_are_refused_with_their_name),
         cmocka_unit_test(test_truncated_and_garbage_input_is_refused),

@@ -1144,7 +1144,7 @@ static void test_dlopen_alone_leaves_the_set_to_the_next_refresh(void **state)
     assert_true(m == NULL || m->id != id);
 }
 
-static void test_refresh_after_dlopen_publishes_module_and_after_dlclose_unpublishes_it(void **state)
+static void test_refresh_publishes_dlopened_module_and_unpublishes_dlclosed_one(void **state)
 {
     (void)state;
     struct link_map *lm;
@@ -1295,7 +1295,7 @@ int main(void)
         cmocka_unit_test(test_modules_list_finds_libc_main_program_and_vdso),
         cmocka_unit_test(test_refresh_without_changes_keeps_the_published_set),
         cmocka_unit_test(test_dlopen_alone_leaves_the_set_to_the_next_refresh),
-        cmocka_unit_test(test_refresh_after_dlopen_publishes_module_and_after_dlclose_unpublishes_it),
+        cmocka_unit_test(test_refresh_publishes_dlopened_module_and_unpublishes_dlclosed_one),
         cmocka_unit_test(test_retired_set_outlives_an_active_walk),
         cmocka_unit_test(test_fork_child_refreshes_without_waiting_for_vanished_walks),
         cmocka_unit_test(test_shutdown_unpublishes_and_init_restores),
