@@ -49,7 +49,7 @@ typedef struct sonde_config {
     int signal;                /* signal number used to sample; default SIGRTMIN+3 */
     sonde_format_t format;     /* output format; default pprof */
     char output[4096];         /* file written by sonde_stop(); "" = none */
-    size_t ring_slots;         /* sample slots between handler and drain; default 4096 */
+    size_t ring_slots;         /* sample slots between handler and drain; default 2048 */
     size_t max_stacks;         /* distinct stacks kept; default 65536 */
     int max_frames;            /* frames kept per stack, 1..128; default 128 */
     int follow_fork;           /* nonzero: a forked child profiles itself into

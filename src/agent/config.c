@@ -69,7 +69,7 @@ __attribute__((visibility("default"))) int sonde_config_init(sonde_config_t *cfg
     cfg->types = SONDE_PROFILE_CPU;
     cfg->signal = SIGRTMIN + 3;
     cfg->format = SONDE_FORMAT_PPROF;
-    cfg->ring_slots = 4096;
+    cfg->ring_slots = 2048;
     cfg->max_stacks = 16384;
     cfg->max_frames = 128;
     cfg->follow_fork = 0;

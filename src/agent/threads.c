@@ -70,6 +70,19 @@ static uint32_t tid_hash(int tid)
 }
 
 static void slot_exit(void *p);
+
+static inline int slot_key(uint32_t i)
+{
+    return atomic_load_explicit(&sampler.threads.keys[i], memory_order_acquire);
+}
+
+/* Writes a slot's tid and its dense key together (under reg_lock). */
+static inline void set_tid(struct thread_slot *t, int tid)
+{
+    atomic_store_explicit(&t->tid, tid, memory_order_release);
+    atomic_store_explicit(&sampler.threads.keys[t - sampler.threads.slots], tid, memory_order_release);
+}
+
 static void main_stack_bounds(uintptr_t *lo, uintptr_t *hi);
 
 static void do_init(void)
@@ -79,19 +92,29 @@ static void do_init(void)
         cap <<= 1;
     void *m = mmap(NULL, cap * sizeof(struct thread_slot), PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *k = mmap(NULL, cap * sizeof(int), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (k == MAP_FAILED) {
+        if (m != MAP_FAILED)
+            munmap(m, cap * sizeof(struct thread_slot));
+        init_rc = -ENOMEM;
+        return;
+    }
     names = calloc(NAMES_CAP, sizeof(*names));
     if (m == MAP_FAILED || !names || pthread_key_create(&exit_key, slot_exit) != 0) {
         if (m != MAP_FAILED)
             munmap(m, cap * sizeof(struct thread_slot));
+        munmap(k, cap * sizeof(int));
         free(names);
         names = NULL;
         init_rc = -ENOMEM;
         return;
     }
+    /* Left as zero pages: a slot is only written when a thread takes it
+     * (insert_locked sets timer = -1 then), so an idle table costs no
+     * memory.  Loops over the table skip SLOT_FREE slots. */
     struct thread_slot *slots = m;
-    for (size_t i = 0; i < cap; i++)
-        atomic_store(&slots[i].timer, -1);
     sampler.threads.mask = (uint32_t)(cap - 1);
+    sampler.threads.keys = k;
     atomic_thread_fence(memory_order_release);
     sampler.threads.slots = slots;
 }
@@ -164,7 +187,7 @@ static struct thread_slot *insert_locked(int tid, int *inserted)
     struct thread_slot *tomb = NULL;
     *inserted = 0;
     for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
-        int v = atomic_load(&slots[i].tid);
+        int v = slot_key(i);
         if (v == tid)
             return &slots[i];
         if (v == SLOT_TOMB && !tomb)
@@ -193,7 +216,7 @@ static struct thread_slot *insert_locked(int tid, int *inserted)
     t->start_fn = 0;
     t->last_n = 0;
     memset(t->name, 0, sizeof t->name);
-    atomic_store_explicit(&t->tid, tid, memory_order_release);
+    set_tid(t, tid);
     seen++;
     *inserted = 1;
     return t;
@@ -247,7 +270,7 @@ static void remove_locked(struct thread_slot *t)
     free(t->wall_stack);
     t->wall_stack = NULL;
     t->wall_n = 0;
-    atomic_store_explicit(&t->tid, SLOT_TOMB, memory_order_release);
+    set_tid(t, SLOT_TOMB);
 }
 
 /* The CPU this exiting thread used since its last scheduled expiry, as one
@@ -357,7 +380,7 @@ int threads_start_all(void)
     pthread_mutex_lock(&reg_lock);
     for (uint32_t i = 0; i <= sampler.threads.mask; i++) {
         struct thread_slot *t = &sampler.threads.slots[i];
-        if (atomic_load(&t->tid) > 0 && timer_start_locked(t) != 0)
+        if (slot_key(i) > 0 && timer_start_locked(t) != 0)
             failed++;
     }
     pthread_mutex_unlock(&reg_lock);
@@ -370,7 +393,8 @@ void threads_stop_all(void)
         return;
     pthread_mutex_lock(&reg_lock);
     for (uint32_t i = 0; i <= sampler.threads.mask; i++)
-        timer_stop_locked(&sampler.threads.slots[i]);
+        if (slot_key(i) != SLOT_FREE)
+            timer_stop_locked(&sampler.threads.slots[i]);
     pthread_mutex_unlock(&reg_lock);
 }
 
@@ -395,6 +419,12 @@ static void main_stack_bounds(uintptr_t *lo, uintptr_t *hi)
     fclose(f);
 }
 
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return x < y ? -1 : x > y;
+}
+
 int threads_discover(void)
 {
     if (!sampler.threads.slots)
@@ -416,6 +446,7 @@ int threads_discover(void)
             tids[n++] = tid;
     }
     closedir(d);
+    qsort(tids, (size_t)n, sizeof(int), cmp_int);
 
     uintptr_t mlo = 0, mhi = 0;
     int pid = getpid();
@@ -450,13 +481,10 @@ int threads_discover(void)
     /* Forget threads that are gone and did not tell us (not OWN). */
     for (uint32_t i = 0; i <= sampler.threads.mask; i++) {
         struct thread_slot *t = &sampler.threads.slots[i];
-        int tid = atomic_load(&t->tid);
+        int tid = slot_key(i);
         if (tid <= 0)
             continue;
-        int alive = 0;
-        for (int j = 0; j < n && !alive; j++)
-            alive = tids[j] == tid;
-        if (!alive)
+        if (!bsearch(&tid, tids, (size_t)n, sizeof(int), cmp_int))
             remove_locked(t);
     }
     pthread_mutex_unlock(&reg_lock);
@@ -472,7 +500,7 @@ void threads_refresh_names(void)
     pthread_mutex_lock(&reg_lock);
     for (uint32_t i = 0; i <= sampler.threads.mask; i++) {
         struct thread_slot *t = &sampler.threads.slots[i];
-        int tid = atomic_load(&t->tid);
+        int tid = slot_key(i);
         if (tid > 0) {
             read_comm(tid, t->name);
             remember_name(tid, t->name);
@@ -488,7 +516,7 @@ void threads_foreach(threads_visit_fn fn, void *arg)
     pthread_mutex_lock(&reg_lock);
     for (uint32_t i = 0; i <= sampler.threads.mask; i++) {
         struct thread_slot *t = &sampler.threads.slots[i];
-        if (atomic_load(&t->tid) > 0 && !(atomic_load(&t->flags) & SLOT_AGENT))
+        if (slot_key(i) > 0 && !(atomic_load(&t->flags) & SLOT_AGENT))
             fn(t, arg);
     }
     pthread_mutex_unlock(&reg_lock);
@@ -501,6 +529,8 @@ void threads_free_wall_stacks(void)
     pthread_mutex_lock(&reg_lock);
     for (uint32_t i = 0; i <= sampler.threads.mask; i++) {
         struct thread_slot *t = &sampler.threads.slots[i];
+        if (slot_key(i) == SLOT_FREE || !t->wall_stack)
+            continue;
         free(t->wall_stack);
         t->wall_stack = NULL;
         t->wall_n = 0;
@@ -604,10 +634,12 @@ void threads_atfork_child(void)
     uint32_t flags = self ? atomic_load(&self->flags) : 0;
     for (uint32_t i = 0; i <= sampler.threads.mask; i++) {
         struct thread_slot *t = &sampler.threads.slots[i];
+        if (slot_key(i) == SLOT_FREE)
+            continue;
         free(t->wall_stack);
         t->wall_stack = NULL;
         atomic_store(&t->timer, -1);
-        atomic_store(&t->tid, SLOT_FREE);
+        set_tid(t, SLOT_FREE);
     }
     seen = 0;
     if (names)

@@ -13,8 +13,9 @@
  * Weight: a CPU-time timer on this kernel is checked at scheduler ticks,
  * so at high frequencies one signal stands for several expirations; the
  * kernel reports the missed ones in si_overrun.  A sample therefore weighs
- * (the jittered first expiry we armed) + si_overrun x interval, which keeps
- * the profile's total equal to the CPU time the thread used.
+ * (the step since the previous scheduled expiry: the interval, or the
+ * jittered one we re-armed) + si_overrun x interval, which keeps the
+ * profile's total equal to the CPU time the thread used.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -36,12 +37,13 @@ static inline uint32_t tid_hash(int tid)
 struct thread_slot *sampler_find_thread(int tid)
 {
     struct thread_slot *slots = sampler.threads.slots;
-    if (!slots || tid <= 0)
+    _Atomic int *keys = sampler.threads.keys;
+    if (!slots || !keys || tid <= 0)
         return NULL;
     uint32_t mask = sampler.threads.mask;
     uint32_t i = tid_hash(tid) & mask;
     for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
-        int v = atomic_load_explicit(&slots[i].tid, memory_order_acquire);
+        int v = atomic_load_explicit(&keys[i], memory_order_acquire);
         if (v == tid)
             return &slots[i];
         if (v == SLOT_FREE)
@@ -160,7 +162,13 @@ void sampler_handler(int sig, siginfo_t *si, void *ucv)
     /* This sample stands for the time since the previous scheduled expiry
      * (armed_ns) plus every expiry the kernel folded into this signal. */
     int64_t weight = t->armed_ns + (int64_t)si->si_overrun * sampler.interval_ns;
-    sampler_arm_timer(t, sampler.interval_ns, 0);
+    t->armed_ns = sampler.interval_ns; /* the periodic timer's next step */
+    /* Re-jitter the phase on about one sample in eight: a system call
+     * costs 1-2 us on a VM with mitigations, more than the whole walk, so
+     * the typical sample makes none; the phase still moves often enough
+     * that periodic work cannot stay aligned with the samples. */
+    if ((xorshift(&t->rng) & 7) == 0)
+        sampler_arm_timer(t, sampler.interval_ns, 0);
     t->sched_cpu_ns += weight;
 
     uint64_t pos;

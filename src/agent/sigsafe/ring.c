@@ -23,7 +23,9 @@ int ring_init(struct sample_ring *r, size_t nslots)
         return -ENOMEM;
     r->slots = p;
     r->mask = cap - 1;
-    ring_reset(r);
+    atomic_store_explicit(&r->head, 0, memory_order_relaxed);
+    r->tail = 0;
+    atomic_store_explicit(&r->dropped, 0, memory_order_release);
     return 0;
 }
 
@@ -34,10 +36,23 @@ void ring_destroy(struct sample_ring *r)
     r->slots = NULL;
 }
 
+/* A slot stores its sequence number minus its own index, so that memory
+ * fresh from mmap (all zero) already means "slot i free for position i":
+ * nothing is written, and no page is touched, until samples arrive. */
+static inline uint64_t seq_load(struct sample_ring *r, struct sample_slot *s)
+{
+    return atomic_load_explicit(&s->seq, memory_order_acquire) + (uint64_t)(s - r->slots);
+}
+
+static inline void seq_store(struct sample_ring *r, struct sample_slot *s, uint64_t seq)
+{
+    atomic_store_explicit(&s->seq, seq - (uint64_t)(s - r->slots), memory_order_release);
+}
+
 void ring_reset(struct sample_ring *r)
 {
-    for (uint64_t i = 0; i <= r->mask; i++)
-        atomic_store_explicit(&r->slots[i].seq, i, memory_order_relaxed);
+    /* Back to zero pages: forgets every slot and gives the memory back. */
+    madvise(r->slots, (r->mask + 1) * sizeof(struct sample_slot), MADV_DONTNEED);
     atomic_store_explicit(&r->head, 0, memory_order_relaxed);
     r->tail = 0;
     atomic_store_explicit(&r->dropped, 0, memory_order_release);
@@ -48,7 +63,7 @@ struct sample_slot *ring_claim(struct sample_ring *r, uint64_t *pos)
     uint64_t p = atomic_load_explicit(&r->head, memory_order_relaxed);
     for (;;) {
         struct sample_slot *s = &r->slots[p & r->mask];
-        uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+        uint64_t seq = seq_load(r, s);
         int64_t dif = (int64_t)(seq - p);
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&r->head, &p, p + 1, memory_order_relaxed,
@@ -69,21 +84,19 @@ struct sample_slot *ring_claim(struct sample_ring *r, uint64_t *pos)
 
 void ring_publish(struct sample_ring *r, struct sample_slot *s, uint64_t pos)
 {
-    (void)r;
-    atomic_store_explicit(&s->seq, pos + 1, memory_order_release);
+    seq_store(r, s, pos + 1);
 }
 
 struct sample_slot *ring_peek(struct sample_ring *r)
 {
     struct sample_slot *s = &r->slots[r->tail & r->mask];
-    uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
-    if (seq != r->tail + 1)
+    if (seq_load(r, s) != r->tail + 1)
         return NULL;
     return s;
 }
 
 void ring_release(struct sample_ring *r, struct sample_slot *s)
 {
-    atomic_store_explicit(&s->seq, r->tail + r->mask + 1, memory_order_release);
+    seq_store(r, s, r->tail + r->mask + 1);
     r->tail++;
 }

@@ -63,7 +63,11 @@ struct thread_slot {
     uintptr_t last_pcs[UNWIND_MAX_FRAMES];
 };
 
+/* Two parallel arrays: keys[i] mirrors slots[i].tid.  Probes and scans
+ * read only the dense keys (4 bytes a slot), so the big slot bodies of a
+ * mostly empty table stay untouched zero pages. */
 struct thread_table {
+    _Atomic int *keys;
     struct thread_slot *slots;
     uint32_t mask;              /* capacity - 1 */
 };
