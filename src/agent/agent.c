@@ -4,7 +4,7 @@
  * handling, and the agent thread that drains the sample ring.
  *
  * Where it sits: the signal handler (sigsafe/handler.c) fills the ring;
- * the agent thread (agent_main) drains it every DRAIN_NS into the stack
+ * the agent thread (agent_main) drains it every 10-100 ms (drain_period) into the stack
  * table, runs the wall sampler (wall.c), and every second looks for new
  * threads and modules.  Export (export.c) symbolizes and writes files.
  *
@@ -34,7 +34,8 @@
 #include "threads.h"
 
 #define SONDE_EXPORT __attribute__((visibility("default")))
-#define DRAIN_NS 10000000LL      /* 10 ms */
+#define DRAIN_MIN_NS 10000000LL  /* 10 ms */
+#define DRAIN_MAX_NS 100000000LL /* 100 ms */
 #define DISCOVER_NS 1000000000LL /* 1 s */
 
 static struct {
@@ -93,6 +94,24 @@ void agent_log(const char *fmt, ...)
     (void)w;
 }
 
+/* Resident memory of the process in KiB (for the log), 0 if unknown. */
+static long rss_kib(void)
+{
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    long size, rss;
+    if (sscanf(buf, "%ld %ld", &size, &rss) != 2)
+        return 0;
+    return rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
 SONDE_EXPORT const char *sonde_errmsg(void)
 {
     return errbuf[0] ? errbuf : "no error";
@@ -124,6 +143,18 @@ static void drain(void)
     pthread_mutex_unlock(&A.tab_lock);
 }
 
+/* How long the ring may fill before it is drained: a quarter of its slots
+ * at the expected sample rate (frequency x live threads), within
+ * [10, 100] ms.  A busy host on few cores should not be woken 100 times a
+ * second for 200 samples. */
+static int64_t drain_period(void)
+{
+    uint64_t rate = (uint64_t)A.cfg.frequency_hz * (threads_live() ? threads_live() : 1);
+    uint64_t slots = sampler.ring.mask + 1;
+    int64_t p = (int64_t)(slots * 1000000000ull / 4 / rate);
+    return p < DRAIN_MIN_NS ? DRAIN_MIN_NS : p > DRAIN_MAX_NS ? DRAIN_MAX_NS : p;
+}
+
 static void sleep_until(int64_t mono_ns)
 {
     struct timespec ts = {mono_ns / 1000000000, mono_ns % 1000000000};
@@ -142,7 +173,7 @@ static void *agent_main(void *arg)
     threads_register_self(SLOT_AGENT);
 
     int64_t now = clock_ns(CLOCK_MONOTONIC);
-    int64_t next_drain = now + DRAIN_NS;
+    int64_t next_drain = now + DRAIN_MIN_NS;
     int64_t next_discover = now + DISCOVER_NS;
     int64_t next_wall = now + sampler.interval_ns;
     int wall = (A.cfg.types & SONDE_PROFILE_WALL) != 0;
@@ -160,7 +191,7 @@ static void *agent_main(void *arg)
              * RUNPATH and namespace from its caller's address. */
             modules_refresh();
             drain();
-            next_drain = now + DRAIN_NS;
+            next_drain = now + drain_period();
         }
         if (now >= next_discover) {
             threads_discover();
@@ -314,7 +345,7 @@ static int start_locked(const sonde_config_t *cfg)
     }
     A.thread_running = 1;
     A.started = 1;
-    agent_log("started: %d Hz, types %s%s, signal %d, output %s", cfg->frequency_hz,
+    agent_log("started: rss %ld KiB, %d Hz, types %s%s, signal %d, output %s", rss_kib(), cfg->frequency_hz,
               cfg->types & SONDE_PROFILE_CPU ? "cpu" : "",
               cfg->types & SONDE_PROFILE_WALL ? (cfg->types & SONDE_PROFILE_CPU ? ",wall" : "wall") : "",
               signo, cfg->output[0] ? cfg->output : "(none)");
@@ -382,7 +413,7 @@ static int write_locked(const char *path, sonde_format_t format)
     pthread_mutex_unlock(&A.tab_lock);
     if (rc != 0)
         return agent_error(rc, "cannot write %s: %s", path, msg[0] ? msg : strerror(-rc));
-    agent_log("wrote %s", path);
+    agent_log("wrote %s (rss %ld KiB)", path, rss_kib());
     return 0;
 }
 
@@ -417,7 +448,8 @@ static int stop_locked(void)
     drain();
     A.started = 0;
     log_selftime();
-    agent_log("stopped: samples=%llu dropped_ring=%llu dropped_table=%llu truncated=%llu",
+    agent_log("stopped: rss %ld KiB, samples=%llu dropped_ring=%llu dropped_table=%llu truncated=%llu",
+              rss_kib(),
               (unsigned long long)atomic_load(&sampler.samples),
               (unsigned long long)atomic_load(&sampler.ring.dropped),
               (unsigned long long)A.dropped_table, (unsigned long long)atomic_load(&sampler.truncated));

@@ -40,6 +40,7 @@ static size_t init_max = 4096;
 static int init_rc = 0;
 static pthread_key_t exit_key;
 static uint64_t seen;
+static _Atomic uint32_t live; /* slots holding a thread */
 
 /* tid -> name, for naming samples of threads that have exited too. */
 #define NAMES_CAP 16384
@@ -218,6 +219,7 @@ static struct thread_slot *insert_locked(int tid, int *inserted)
     memset(t->name, 0, sizeof t->name);
     set_tid(t, tid);
     seen++;
+    atomic_fetch_add_explicit(&live, 1, memory_order_relaxed);
     *inserted = 1;
     return t;
 }
@@ -271,6 +273,7 @@ static void remove_locked(struct thread_slot *t)
     t->wall_stack = NULL;
     t->wall_n = 0;
     set_tid(t, SLOT_TOMB);
+    atomic_fetch_sub_explicit(&live, 1, memory_order_relaxed);
 }
 
 /* The CPU this exiting thread used since its last scheduled expiry, as one
@@ -538,6 +541,11 @@ void threads_free_wall_stacks(void)
     pthread_mutex_unlock(&reg_lock);
 }
 
+uint32_t threads_live(void)
+{
+    return atomic_load_explicit(&live, memory_order_relaxed);
+}
+
 uint64_t threads_seen(void)
 {
     pthread_mutex_lock(&reg_lock);
@@ -642,6 +650,7 @@ void threads_atfork_child(void)
         set_tid(t, SLOT_FREE);
     }
     seen = 0;
+    atomic_store(&live, 0);
     if (names)
         memset(names, 0, NAMES_CAP * sizeof(*names));
     sampler_tls_slot = NULL;

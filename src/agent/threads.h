@@ -57,6 +57,9 @@ void threads_refresh_names(void);
 /* Frees the wall sampler's per-thread stacks (when it no longer runs). */
 void threads_free_wall_stacks(void);
 
+/* Number of threads registered now (including the agent's). */
+uint32_t threads_live(void);
+
 /* Number of distinct threads seen. */
 uint64_t threads_seen(void);
 
