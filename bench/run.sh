@@ -1,0 +1,13 @@
+#!/bin/sh
+# run.sh — `make bench`: sonde's benchmark figures beside its peers'
+# (gperftools, perf).  Usage: sh bench/run.sh BUILD_DIR
+# The orchestration is bench/bench.py (Debian's /usr/bin/python3, no extra
+# modules); the programs it runs are bench/*.c and tests/system/progs/*.c,
+# built by `make all`.  Results: BUILD_DIR/bench/results.md.
+set -eu
+if [ $# -ne 1 ]; then
+    echo "usage: sh bench/run.sh BUILD_DIR" >&2
+    exit 2
+fi
+here=$(dirname "$0")
+exec /usr/bin/python3 "$here/bench.py" "$1"
