@@ -9,5 +9,5 @@ BENCH_FLAGS_measure := -static
 # unwind_cost.c times the agent's own stack walker over its own tables: it
 # needs the agent's internal headers and objects (libsonde_internal.a).
 BENCH_FLAGS_unwind_cost := -Iinclude -Isrc -Isrc/agent -I$(B)/gen $(PKG_CFLAGS)
-BENCH_LIBS_unwind_cost := $(LIBSONDE_A) $(AGENT_LIBS)
+BENCH_LIBS_unwind_cost := $(LIBSONDE_A) $(AGENT_LIBS) $(SANFLAGS)
 $(B)/bench/unwind_cost: $(LIBSONDE_A)
