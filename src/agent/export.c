@@ -30,6 +30,7 @@
  * directory, flushed, fsync'ed, renamed over PATH.
  */
 #include "export.h"
+#include "sigsafe/sampler.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -150,7 +151,15 @@ static int64_t resolve(struct exporter *ex, uintptr_t addr)
     if (found)
         return found - ex->entries;
     struct sym_frame fr[MAX_INLINE];
-    int n = symbolizer_lookup(ex->sym, addr, fr, MAX_INLINE);
+    int n;
+    if (addr == SAMPLER_PC_UNSAMPLED) {
+        memset(&fr[0], 0, sizeof fr[0]);
+        fr[0].function = fr[0].system_name = SAMPLER_UNSAMPLED_NAME;
+        fr[0].module_index = -1;
+        n = 1;
+    } else {
+        n = symbolizer_lookup(ex->sym, addr, fr, MAX_INLINE);
+    }
     if (n < 1 || ex->nnames > UINT32_MAX - (size_t)n ||
         array_grow(&ex->names, &ex->capnames, ex->nnames + (size_t)n, sizeof *ex->names) != 0)
         return -1;

@@ -277,7 +277,8 @@ static void remove_locked(struct thread_slot *t)
 }
 
 /* The CPU this exiting thread used since its last scheduled expiry, as one
- * last sample on its last sampled stack (or its start routine).  Runs on
+ * last sample on its last sampled stack (or, if no sample ever reached the
+ * thread, on a pseudo frame under its start routine).  Runs on
  * the thread itself with the sampling signal blocked and its timer gone. */
 static void account_exit(struct thread_slot *t)
 {
@@ -289,11 +290,11 @@ static void account_exit(struct thread_slot *t)
     int64_t residual = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec - t->sched_cpu_ns;
     if (residual <= 0 || residual > 10 * sampler.interval_ns + 1000000000LL)
         return;
-    uintptr_t fn_frame = t->start_fn;
-    const uintptr_t *pcs = t->last_n ? t->last_pcs : &fn_frame;
-    int n = t->last_n ? t->last_n : (fn_frame ? 1 : 0);
-    if (n == 0)
-        return;
+    /* Never sampled: a pseudo leaf under the start routine (+1: callers'
+     * frames are return addresses, looked up at address - 1). */
+    uintptr_t unsampled[2] = {SAMPLER_PC_UNSAMPLED, t->start_fn + 1};
+    const uintptr_t *pcs = t->last_n ? t->last_pcs : unsampled;
+    int n = t->last_n ? t->last_n : (t->start_fn ? 2 : 1);
     uint64_t pos;
     struct sample_slot *s = ring_claim(&sampler.ring, &pos);
     if (!s)

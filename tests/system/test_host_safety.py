@@ -88,14 +88,15 @@ def test_thread_churn(record):
 
 
 def test_short_lived_threads_cpu_in_profile(record):
-    # 300 threads of 4 ms CPU each: 1.2 s in churn_thread -> churn_work.
+    # 300 threads of 4 ms CPU each: 1.2 s under churn_thread -> churn_work.
     # CPU-time timers are checked at scheduler ticks (4 ms at HZ=250), so a
     # thread's CPU after its last tick is never signalled; the agent adds
     # it at thread exit, on the thread's last sampled stack or, for a
-    # thread no tick ever met, on its start routine.  So the total is
-    # right and all of it lies under churn_thread.
+    # thread no tick ever met, on the pseudo frame "[unsampled thread CPU]"
+    # under its start routine.  So the total is right, all of it lies under
+    # churn_thread, and churn_thread itself gets no self time it did not use.
     # (Under ASan its pthread_create interceptor wraps every start routine,
-    # so there the remainder lands on asan_thread_start instead.)
+    # so there the pseudo frame sits under asan_thread_start instead.)
     r = record([prog("threads_churn"), "300", "4", "4000"], hz=1000, timeout=60)
     top = pprof_top(r.output)
     assert top.total >= 0.9 * 1.2, f"profile total {top.total:.3f}s < 1.2s used\n{top.text}"
@@ -104,6 +105,8 @@ def test_short_lived_threads_cpu_in_profile(record):
         got = top.cum.get("churn_thread", 0.0)
         assert got >= 0.9 * 1.2, (f"churn_thread holds {got:.3f}s of the 1.2s CPU the threads used"
                                   f"\n{top.text}")
+        self_time = top.flat.get("churn_thread", 0.0)
+        assert self_time < 0.05 * 1.2, f"churn_thread got {self_time:.3f}s self time\n{top.text}"
 
 
 def test_exec_children_not_profiled_by_default(record, tmp_path):

@@ -22,6 +22,12 @@
  * someone else with sigqueue, say) is ignored. */
 #define SAMPLER_TAG 0x50de
 
+/* A pseudo leaf pc: CPU an exiting thread used that no sample reached
+ * (threads shorter than a tick).  Export names it UNSAMPLED_NAME, under
+ * the thread's start routine, so no real function gets that self time. */
+#define SAMPLER_PC_UNSAMPLED ((uintptr_t)1)
+#define SAMPLER_UNSAMPLED_NAME "[unsampled thread CPU]"
+
 #define SELFTIME_BUCKETS 512
 #define SELFTIME_NS_PER_BUCKET 20
 
