@@ -28,7 +28,7 @@
 #define SAMPLER_PC_UNSAMPLED ((uintptr_t)1)
 #define SAMPLER_UNSAMPLED_NAME "[unsampled thread CPU]"
 
-#define SELFTIME_BUCKETS 512
+#define SELFTIME_BUCKETS 4096 /* 20 ns each: up to 82 us, then the last bucket */
 #define SELFTIME_NS_PER_BUCKET 20
 
 #define SLOT_FREE 0
