@@ -9,17 +9,20 @@
  * Each thread runs busy_leaf() under a few frames of its own (busy_outer
  * -> busy_middle -> busy_inner -> busy_leaf), called in short bursts so
  * that the stacks a sampler walks are ordinary, not one flat loop.
- * stdout: "checksum=C cpu_seconds=X vmhwm_kb=N" at the end of main: CPU from
- * getrusage, VmHWM from /proc/self/status — the peak RSS of this image
- * while it ran (not getrusage's maxrss, which carries the pre-exec image of
- * whoever forked us), before exit handlers such as a profiler's final
- * write run.
+ * stdout: "checksum=C cpu_seconds=X vmhwm_kb=N wall_seconds=W" at the end of
+ * main: CPU from getrusage, VmHWM from /proc/self/status — the peak RSS of
+ * this image while it ran (not getrusage's maxrss, which carries the pre-exec
+ * image of whoever forked us), before exit handlers such as a profiler's
+ * final write run; W = CLOCK_MONOTONIC from entering main to the threads
+ * joined, so a profiler's start (constructors, perf's set-up) and exit work
+ * are outside it.
  */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <time.h>
 
 static long mega;
 
@@ -79,6 +82,8 @@ static void *worker(void *arg)
 
 int main(int argc, char **argv)
 {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     mega = argc > 1 ? atol(argv[1]) : 900;
     if (mega < 1) {
         fprintf(stderr, "usage: busy2 [MEGA_ITERATIONS_PER_THREAD]\n");
@@ -93,10 +98,12 @@ int main(int argc, char **argv)
         }
     for (int i = 0; i < 2; i++)
         pthread_join(t[i], NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("checksum=%llu cpu_seconds=%.6f vmhwm_kb=%ld\n", (unsigned long long)((x[0] ^ x[1]) & 0xffff),
+    printf("checksum=%llu cpu_seconds=%.6f vmhwm_kb=%ld wall_seconds=%.6f\n",
+           (unsigned long long)((x[0] ^ x[1]) & 0xffff),
            ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6,
-           vmhwm_kb());
+           vmhwm_kb(), (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
     return 0;
 }

@@ -160,11 +160,37 @@ static int64_t drain_period(void)
     return p < DRAIN_MIN_NS ? DRAIN_MIN_NS : p > DRAIN_MAX_NS ? DRAIN_MAX_NS : p;
 }
 
+/* The agent thread sleeps on a condition variable (CLOCK_MONOTONIC) so
+ * that sonde_stop() wakes it at once instead of waiting out a drain
+ * period of up to 100 ms at the host's exit. */
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake_cond;
+static pthread_once_t wake_once = PTHREAD_ONCE_INIT;
+
+static void wake_init(void)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&wake_cond, &a);
+    pthread_condattr_destroy(&a);
+}
+
 static void sleep_until(int64_t mono_ns)
 {
     struct timespec ts = {mono_ns / 1000000000, mono_ns % 1000000000};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+    pthread_mutex_lock(&wake_lock);
+    while (!atomic_load(&A.stop_req) && pthread_cond_timedwait(&wake_cond, &wake_lock, &ts) == 0)
         ;
+    pthread_mutex_unlock(&wake_lock);
+}
+
+static void wake_agent_thread(void)
+{
+    pthread_mutex_lock(&wake_lock);
+    atomic_store(&A.stop_req, 1);
+    pthread_cond_broadcast(&wake_cond);
+    pthread_mutex_unlock(&wake_lock);
 }
 
 static void *agent_main(void *arg)
@@ -342,6 +368,7 @@ static int start_locked(const sonde_config_t *cfg)
     if (failed)
         agent_log("warning: %d threads got no CPU timer", failed);
 
+    pthread_once(&wake_once, wake_init);
     rc = threads_create_agent_thread(&A.thread, agent_main, NULL);
     if (rc != 0) {
         atomic_store(&sampler.running, 0);
@@ -394,7 +421,8 @@ static void log_selftime(void)
             break;
         }
     }
-    agent_log("selftime: samples=%llu handler_ns_p50=%llu handler_ns_p99=%llu",
+    agent_log("selftime: tsc_mult=%llu samples=%llu handler_ns_p50=%llu handler_ns_p99=%llu",
+              (unsigned long long)sampler.tsc_mult,
               (unsigned long long)n, (unsigned long long)p50, (unsigned long long)p99);
 }
 
@@ -444,7 +472,7 @@ static int stop_locked(void)
     threads_stop_all();
     A.stop_mono_ns = clock_ns(CLOCK_MONOTONIC);
     if (A.thread_running) {
-        atomic_store(&A.stop_req, 1);
+        wake_agent_thread();
         pthread_join(A.thread, NULL);
         A.thread_running = 0;
     }
@@ -507,6 +535,9 @@ static void atfork_child(void)
 {
     pthread_mutex_init(&A.lock, NULL);
     pthread_mutex_init(&A.tab_lock, NULL);
+    pthread_mutex_init(&wake_lock, NULL);
+    if (A.started)
+        wake_init(); /* a waiter in the parent may have left the cond busy */
     threads_atfork_child();
     modules_atfork_child();
     A.thread_running = 0;
