@@ -44,7 +44,6 @@ static struct {
     sonde_config_t cfg;
     char base_output[4096];    /* output before fork suffixes */
     int started;
-    int handler_installed;
     _Atomic int stop_req;
     pthread_t thread;
     int thread_running;
@@ -354,8 +353,6 @@ static int start_locked(const sonde_config_t *cfg)
 
     if ((rc = install_handler(signo)) != 0)
         return rc;
-    if (!A.handler_installed)
-        A.handler_installed = 1;
 
     threads_register_self(0);
     threads_discover();

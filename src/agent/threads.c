@@ -41,6 +41,9 @@ static int init_rc = 0;
 static pthread_key_t exit_key;
 static uint64_t seen;
 static _Atomic uint32_t live; /* slots holding a thread */
+/* Set when a thread got no exact stack bounds: the handler's fallback
+ * (the mapping snapshot) must be re-read to cover it. */
+static _Atomic int stack_maps_stale = 1;
 
 /* tid -> name, for naming samples of threads that have exited too. */
 #define NAMES_CAP 16384
@@ -201,9 +204,7 @@ static struct thread_slot *insert_locked(int tid, int *inserted)
     }
     if (!tomb)
         return NULL;
-    struct thread_slot *t = tomb;
-    free(t->wall_stack);
-    t->wall_stack = NULL;
+    struct thread_slot *t = tomb; /* remove_locked freed its wall stack */
     t->wall_n = 0;
     t->wall_sp = t->wall_pc = 0;
     atomic_store(&t->timer, -1);
@@ -212,7 +213,6 @@ static struct thread_slot *insert_locked(int tid, int *inserted)
     atomic_store(&t->stack_hi, 0);
     t->rng = ((uint64_t)tid << 32) ^ 0x2545F4914F6CDD1Dull ^ (uint64_t)(uintptr_t)t;
     t->armed_ns = 0;
-    t->cpu_samples = 0;
     t->sched_cpu_ns = 0;
     t->start_fn = 0;
     t->last_n = 0;
@@ -349,6 +349,8 @@ static struct thread_slot *register_self(uint32_t flags, uintptr_t lo, uintptr_t
         if (hi) {
             atomic_store(&t->stack_lo, lo);
             atomic_store(&t->stack_hi, hi);
+        } else if (!atomic_load(&t->stack_hi)) {
+            atomic_store(&stack_maps_stale, 1);
         }
         atomic_fetch_or(&t->flags, flags | SLOT_OWN);
         read_comm(tid, t->name);
@@ -452,35 +454,41 @@ int threads_discover(void)
     closedir(d);
     qsort(tids, (size_t)n, sizeof(int), cmp_int);
 
+    /* Only threads not in the table yet cost I/O (their name, and the
+     * main thread's [stack] bounds); known ones are left as they are. */
+    int *fresh = malloc((size_t)(n ? n : 1) * sizeof(int));
+    int nfresh = 0;
+    for (int i = 0; fresh && i < n; i++)
+        if (!sampler_find_thread(tids[i]))
+            fresh[nfresh++] = tids[i];
+    char (*comm)[16] = nfresh ? calloc((size_t)nfresh, 16) : NULL;
     uintptr_t mlo = 0, mhi = 0;
     int pid = getpid();
-    char (*comm)[16] = calloc((size_t)n, 16);
-    for (int i = 0; comm && i < n; i++)
-        read_comm(tids[i], comm[i]);
-    for (int i = 0; i < n; i++)
-        if (tids[i] == pid) {
+    for (int i = 0; i < nfresh; i++) {
+        if (comm)
+            read_comm(fresh[i], comm[i]);
+        if (fresh[i] == pid)
             main_stack_bounds(&mlo, &mhi);
-            break;
-        }
+    }
 
     pthread_mutex_lock(&reg_lock);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < nfresh; i++) {
         int inserted;
-        struct thread_slot *t = insert_locked(tids[i], &inserted);
-        if (!t)
-            continue;
+        struct thread_slot *t = insert_locked(fresh[i], &inserted);
+        if (!t || !inserted)
+            continue; /* it registered itself meanwhile */
         if (comm && comm[i][0]) {
             memcpy(t->name, comm[i], 16);
-            remember_name(tids[i], t->name);
+            remember_name(fresh[i], t->name);
         }
-        if (inserted) {
-            if (tids[i] == pid) {
-                atomic_store(&t->stack_lo, mlo);
-                atomic_store(&t->stack_hi, mhi);
-            }
-            if (atomic_load(&sampler.running))
-                timer_start_locked(t);
+        if (fresh[i] == pid) {
+            atomic_store(&t->stack_lo, mlo);
+            atomic_store(&t->stack_hi, mhi);
         }
+        if (!atomic_load(&t->stack_hi))
+            atomic_store(&stack_maps_stale, 1);
+        if (atomic_load(&sampler.running))
+            timer_start_locked(t);
     }
     /* Forget threads that are gone and did not tell us (not OWN). */
     for (uint32_t i = 0; i <= sampler.threads.mask; i++) {
@@ -493,6 +501,7 @@ int threads_discover(void)
     }
     pthread_mutex_unlock(&reg_lock);
     free(comm);
+    free(fresh);
     free(tids);
     return 0;
 }
@@ -574,6 +583,8 @@ static int cmp_range(const void *a, const void *b)
 
 int threads_refresh_stack_maps(void)
 {
+    if (!atomic_exchange(&stack_maps_stale, 0))
+        return 0;
     FILE *f = fopen("/proc/self/maps", "re");
     if (!f)
         return -errno;

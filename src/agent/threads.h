@@ -40,7 +40,8 @@ void threads_stop_all(void);
  * sampling runs), forgets ones that are gone, refreshes names.  0 or -errno. */
 int threads_discover(void);
 
-/* Re-reads /proc/self/maps into sampler.stack_maps (fallback bounds). */
+/* Re-reads /proc/self/maps into sampler.stack_maps (fallback bounds), if
+ * a thread without exact stack bounds was registered since the last read. */
 int threads_refresh_stack_maps(void);
 
 /* Calls fn on every live, non-agent slot, under the registry mutex (fn must

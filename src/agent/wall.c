@@ -123,14 +123,8 @@ static void sample_blocked(struct thread_slot *t, void *arg)
             if (!t->wall_stack)
                 return;
         }
-        uintptr_t hi = atomic_load(&t->stack_hi);
-        if (!hi || sp >= hi || sp < atomic_load(&t->stack_lo)) {
-            hi = 0;
-            struct stack_maps *m = atomic_load(&sampler.stack_maps);
-            for (uint32_t i = 0; m && i < m->n; i++)
-                if (sp >= m->r[i].lo && sp < m->r[i].hi)
-                    hi = m->r[i].hi;
-        }
+        uintptr_t lo, hi;
+        sampler_stack_bounds(t, sp, &lo, &hi);
         size_t len = hi > sp ? hi - sp : 16384;
         if (len > WALL_COPY_MAX)
             len = WALL_COPY_MAX;

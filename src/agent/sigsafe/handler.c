@@ -103,7 +103,7 @@ int sampler_arm_timer(struct thread_slot *t, int64_t interval_ns, int initial)
     return 0;
 }
 
-static void stack_bounds(struct thread_slot *t, uintptr_t sp, uintptr_t *lo, uintptr_t *hi)
+void sampler_stack_bounds(struct thread_slot *t, uintptr_t sp, uintptr_t *lo, uintptr_t *hi)
 {
     uintptr_t l = atomic_load_explicit(&t->stack_lo, memory_order_relaxed);
     uintptr_t h = atomic_load_explicit(&t->stack_hi, memory_order_relaxed);
@@ -183,7 +183,7 @@ void sampler_handler(int sig, siginfo_t *si, void *ucv)
         .fp_known = 1,
     };
     struct unwind_stack stk = {0, 0, 0};
-    stack_bounds(t, regs.sp, &stk.lo, &stk.hi);
+    sampler_stack_bounds(t, regs.sp, &stk.lo, &stk.hi);
     int truncated = 0;
     int n = unwind_walk(&regs, &stk, s->pcs, sampler.max_frames, &truncated);
     s->tid = (uint32_t)atomic_load_explicit(&t->tid, memory_order_relaxed);
@@ -196,7 +196,6 @@ void sampler_handler(int sig, siginfo_t *si, void *ucv)
         t->last_pcs[i] = s->pcs[i];
     t->last_n = (uint16_t)(n < 0 ? 0 : n);
     ring_publish(&sampler.ring, s, pos);
-    t->cpu_samples++;
     atomic_fetch_add_explicit(&sampler.samples, 1, memory_order_relaxed);
     if (truncated)
         atomic_fetch_add_explicit(&sampler.truncated, 1, memory_order_relaxed);

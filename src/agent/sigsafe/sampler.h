@@ -57,7 +57,6 @@ struct thread_slot {
     uintptr_t wall_sp, wall_pc;
     uint16_t wall_n;
     uintptr_t *wall_stack;      /* last blocked stack, malloc'ed, UNWIND_MAX_FRAMES */
-    uint64_t cpu_samples;       /* samples taken on this thread */
     /* Exit accounting: CPU-time timers are checked at scheduler ticks, so
      * the CPU a thread burns after its last tick is never signalled.  The
      * handler keeps the thread's CPU clock at its last scheduled expiry
@@ -116,6 +115,11 @@ void sampler_handler(int sig, siginfo_t *si, void *ucontext);
 /* Lock-free lookup of tid in the thread table; NULL if absent.
  * async-signal-safe. */
 struct thread_slot *sampler_find_thread(int tid);
+
+/* Readable stack range of thread t from sp upward: its exact bounds, else
+ * the snapshot mapping that holds sp (capped at 8 MiB).  lo = hi = 0 if
+ * unknown.  async-signal-safe. */
+void sampler_stack_bounds(struct thread_slot *t, uintptr_t sp, uintptr_t *lo, uintptr_t *hi);
 
 /* Arms t's timer through the raw syscalls.  initial: first arming, at a
  * random phase; else re-arming from the handler after an expiry, relative

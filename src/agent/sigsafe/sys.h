@@ -34,18 +34,4 @@ static inline int sys_gettid(void)
     return (int)sys_call1(SYS_gettid, 0);
 }
 
-/* clock_gettime through the syscall (the vDSO would be faster but is not
- * reachable without libc here); used only for self-timing. */
-static inline int64_t sys_clock_ns(int clock)
-{
-    struct { long s, ns; } ts = {0, 0};
-    long r;
-    __asm__ volatile("syscall"
-                     : "=a"(r)
-                     : "a"((long)SYS_clock_gettime), "D"((long)clock), "S"(&ts)
-                     : "rcx", "r11", "memory");
-    (void)r;
-    return (int64_t)ts.s * 1000000000 + ts.ns;
-}
-
 #endif
