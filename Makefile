@@ -38,6 +38,13 @@ PKGS := libdw libelf libprotobuf-c zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CPPFLAGS += $(PKG_CFLAGS)
+# sonded (HTTP server, JSON, SQLite store, token hashes) and the CLI's
+# server commands (HTTP client, JSON).
+SERVER_PKGS := libmicrohttpd jansson sqlite3 nettle libprotobuf-c zlib
+SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -lpthread -lm
+CLI_PKGS := libcurl jansson libprotobuf-c zlib
+CLI_LIBS := $(shell pkg-config --libs $(CLI_PKGS) 2>/dev/null) -lm
+CPPFLAGS += $(shell pkg-config --cflags $(SERVER_PKGS) libcurl 2>/dev/null)
 
 PROTO_DIR := /usr/share/gocode/src/github.com/google/pprof/proto
 GEN_C := $(B)/gen/profile.pb-c.c
@@ -46,16 +53,22 @@ GEN_H := $(B)/gen/profile.pb-c.h
 AGENT_SRCS := $(sort $(wildcard src/agent/*.c src/agent/sigsafe/*.c))
 COMMON_SRCS := $(sort $(wildcard src/common/*.c))
 CLI_SRCS := $(sort $(wildcard src/cli/*.c))
+SERVER_SRCS := $(sort $(wildcard src/server/*.c))
 
 AGENT_OBJS := $(AGENT_SRCS:%.c=$(B)/obj/%.o)
 COMMON_OBJS := $(COMMON_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/gen/profile.pb-c.o
 CLI_OBJS := $(CLI_SRCS:%.c=$(B)/obj/%.o)
+SERVER_OBJS := $(SERVER_SRCS:%.c=$(B)/obj/%.o)
+# Everything of sonded but main(), for the unit tests.
+SERVER_LIB_OBJS := $(filter-out $(B)/obj/src/server/main.o,$(SERVER_OBJS))
 SIGSAFE_OBJS := $(filter $(B)/obj/src/agent/sigsafe/%,$(AGENT_OBJS))
 
 AGENT_LIBS := $(PKG_LIBS) -l:libiberty.a -lpthread -lrt -ldl
 LIBSONDE := $(B)/libsonde.so
 LIBSONDE_A := $(B)/libsonde_internal.a
 SONDE := $(B)/sonde
+SONDED := $(B)/sonded
+SONDED_A := $(B)/libsonded_internal.a
 
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
@@ -74,12 +87,15 @@ EXAMPLES := $(EXAMPLE_SRCS:examples/%.c=$(B)/examples/%)
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(B)/bench/%)
 
-.PHONY: all agent cli unit progs run check check-unit check-system bench install clean format deps
+ALL_TARGETS := $(LIBSONDE) $(SONDE) $(SONDED) $(UNIT_BINS) $(PROGS) $(EXAMPLES) $(BENCH_BINS)
+
+.PHONY: all agent cli server unit progs run check check-unit check-system bench install clean format deps
 .DEFAULT_GOAL := all
 
-all: $(LIBSONDE) $(SONDE) $(UNIT_BINS) $(PROGS) $(EXAMPLES) $(BENCH_BINS)
+all: $(ALL_TARGETS)
 agent: $(LIBSONDE)
 cli: $(SONDE)
+server: $(SONDED)
 unit: $(UNIT_BINS)
 progs: $(PROGS)
 
@@ -91,7 +107,7 @@ $(GEN_C) $(GEN_H): $(PROTO_DIR)/profile.proto
 	protoc-c --c_out=$(B)/gen -I$(PROTO_DIR) $(PROTO_DIR)/profile.proto
 
 # Everything may include the generated header.
-$(AGENT_OBJS) $(COMMON_OBJS) $(CLI_OBJS): | $(GEN_H)
+$(AGENT_OBJS) $(COMMON_OBJS) $(CLI_OBJS) $(SERVER_OBJS): | $(GEN_H)
 
 $(B)/obj/gen/profile.pb-c.o: $(GEN_C)
 	@mkdir -p $(dir $@)
@@ -117,6 +133,10 @@ $(B)/obj/src/cli/%.o: src/cli/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
+$(B)/obj/src/server/%.o: src/server/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
 $(LIBSONDE): $(AGENT_OBJS) $(COMMON_OBJS)
 	$(CC) -shared $(SANFLAGS) -Wl,-z,nodelete -Wl,-z,now -Wl,--exclude-libs,ALL -o $@ $^ $(AGENT_LIBS)
 
@@ -125,12 +145,27 @@ $(LIBSONDE_A): $(AGENT_OBJS) $(COMMON_OBJS)
 	ar rcs $@ $^
 
 $(SONDE): $(CLI_OBJS) $(COMMON_OBJS) | $(LIBSONDE)
-	$(CC) $(SANFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+	$(CC) $(SANFLAGS) -o $@ $^ $(PKG_LIBS) $(CLI_LIBS)
+
+$(SONDED_A): $(SERVER_LIB_OBJS) $(COMMON_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SONDED): $(B)/obj/src/server/main.o $(SONDED_A)
+	$(CC) $(SANFLAGS) -o $@ $^ $(SERVER_LIBS)
 
 $(B)/tests/%: tests/unit/%.c $(LIBSONDE_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -DSONDE_BUILD_DIR='"$(B)"' -o $@ $< $(LIBSONDE_A) \
 		-lcmocka $(AGENT_LIBS) -lm
+
+# Server unit tests link sonded's code (everything but main()).
+SERVER_UNIT := $(filter $(addprefix $(B)/tests/,test_store test_views test_validate test_auth \
+		test_http),$(UNIT_BINS))
+$(SERVER_UNIT): $(B)/tests/%: tests/unit/%.c $(SONDED_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -DSONDE_BUILD_DIR='"$(B)"' -o $@ $< $(SONDED_A) \
+		-lcmocka $(SERVER_LIBS)
 
 $(B)/progs/%: tests/system/progs/%.c
 	@mkdir -p $(dir $@)
@@ -169,10 +204,11 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh bench/run.sh $(B)
 
-install: $(LIBSONDE) $(SONDE)
+install: $(LIBSONDE) $(SONDE) $(SONDED)
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include
 	install -m 755 $(LIBSONDE) $(DESTDIR)$(PREFIX)/lib/libsonde.so
 	install -m 755 $(SONDE) $(DESTDIR)$(PREFIX)/bin/sonde
+	install -m 755 $(SONDED) $(DESTDIR)$(PREFIX)/bin/sonded
 	install -m 644 include/sonde.h $(DESTDIR)$(PREFIX)/include/sonde.h
 
 clean:

@@ -11,3 +11,12 @@ BENCH_FLAGS_measure := -static
 BENCH_FLAGS_unwind_cost := -Iinclude -Isrc -Isrc/agent -I$(B)/gen $(PKG_CFLAGS)
 BENCH_LIBS_unwind_cost := $(LIBSONDE_A) $(AGENT_LIBS) $(SANFLAGS)
 $(B)/bench/unwind_cost: $(LIBSONDE_A)
+# ingest.c is an HTTP client (libcurl, keep-alive) that reads session ids
+# from sonded's JSON answers (jansson).
+BENCH_FLAGS_ingest := -pthread $(shell pkg-config --cflags libcurl jansson 2>/dev/null)
+BENCH_LIBS_ingest := $(shell pkg-config --libs libcurl jansson 2>/dev/null) -pthread
+# merge_views.c times sonded's flame tree merge (src/server/views.c): it
+# needs the server's headers and objects (libsonded_internal.a).
+BENCH_FLAGS_merge_views := -Isrc -I$(B)/gen $(shell pkg-config --cflags jansson libprotobuf-c)
+BENCH_LIBS_merge_views := $(SONDED_A) $(SERVER_LIBS) $(SANFLAGS)
+$(B)/bench/merge_views: $(SONDED_A)

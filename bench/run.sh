@@ -1,6 +1,6 @@
 #!/bin/sh
 # run.sh — `make bench`: sonde's benchmark figures beside its peers'
-# (gperftools, perf).  Usage: sh bench/run.sh BUILD_DIR
+# (gperftools, perf; go tool pprof for the server's merged views).  Usage: sh bench/run.sh BUILD_DIR
 # The orchestration is bench/bench.py (Debian's /usr/bin/python3, no extra
 # modules); the programs it runs are bench/*.c and tests/system/progs/*.c,
 # built by `make all`.  Results: BUILD_DIR/bench/results.md.
@@ -10,4 +10,6 @@ if [ $# -ne 1 ]; then
     exit 2
 fi
 here=$(dirname "$0")
-exec /usr/bin/python3 "$here/bench.py" "$1"
+/usr/bin/python3 "$here/bench.py" "$1"
+# sonded: upload ingest rate and merged views (BUILD_DIR/bench/server-results.md)
+exec /usr/bin/python3 "$here/server_bench.py" "$1"

@@ -5,6 +5,7 @@
 set -eu
 
 PKGS="gcc g++ make pkg-config binutils
+libmicrohttpd-dev libjansson-dev libsqlite3-dev nettle-dev libcurl4-openssl-dev sqlite3
 libdw-dev libelf-dev libiberty-dev zlib1g-dev
 libprotobuf-c-dev protobuf-c-compiler golang-github-google-pprof-dev
 libcmocka-dev python3-pytest golang-go

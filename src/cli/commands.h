@@ -3,14 +3,27 @@
  * (cmd_record.c, cmd_top.c, ...), dispatched by main.c.
  *
  * Each takes the arguments after the command name (argv[0] is the command
- * name) and returns the process exit status: 0 success, 1 runtime failure,
- * 2 usage error.  Errors are printed to stderr as "sonde CMD: message".
+ * name) and returns the process exit status: 0 success, 1 runtime failure
+ * (for the server commands: sonded unreachable or refusing), 2 usage
+ * error.  Errors are printed to stderr as "sonde CMD: message".
+ *
+ * The server commands (cmd_server.c, and `top SESSION`) talk to sonded
+ * through client.h and share its options: --server, --token, --json.
  */
 #ifndef SONDE_CLI_COMMANDS_H
 #define SONDE_CLI_COMMANDS_H
 
 int cmd_record(int argc, char **argv);   /* sonde record [-F HZ] [--cpu|--wall] [-o FILE] [--format F] -- PROG ARGS */
-int cmd_top(int argc, char **argv);      /* sonde top [-n N] [--sample-index NAME] FILE */
+int cmd_top(int argc, char **argv);      /* sonde top [-n N] [--sample-index NAME] FILE|SESSION */
 int cmd_collapse(int argc, char **argv); /* sonde collapse [--sample-index NAME] FILE */
+
+/* Against sonded (cmd_server.c). */
+int cmd_agents(int argc, char **argv);      /* sonde agents [--app A] [--status S] */
+int cmd_sessions(int argc, char **argv);    /* sonde sessions [--app A] [--since D] ... */
+int cmd_get(int argc, char **argv);         /* sonde get SESSION [-o FILE] */
+int cmd_profile_now(int argc, char **argv); /* sonde profile-now [--app A] [--duration S] */
+int cmd_triggers(int argc, char **argv);    /* sonde triggers [show|set|reset] ... */
+int cmd_sampling(int argc, char **argv);    /* sonde sampling [show|set|reset] ... */
+int cmd_token(int argc, char **argv);       /* sonde token create|list|revoke ... */
 
 #endif

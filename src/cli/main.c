@@ -1,6 +1,7 @@
 /*
  * main.c — the sonde command-line tool: dispatches to one command group
- * per file (commands.h).  Local recording needs no server.
+ * per file (commands.h).  Local recording needs no server; the server
+ * commands talk to sonded (cmd_server.c over client.c).
  */
 #include <stdio.h>
 #include <string.h>
@@ -13,7 +14,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: sonde COMMAND [ARGS]\n"
             "\n"
-            "commands:\n"
+            "local commands (no server):\n"
             "  record [-F HZ] [--cpu|--wall] [-o FILE] [--format pprof|collapsed]\n"
             "         [--follow-fork] [--follow-exec] -- PROGRAM [ARGS...]\n"
             "                 run PROGRAM with the agent and write its profile when it exits\n"
@@ -22,7 +23,28 @@ static void usage(FILE *f)
             "  collapse [--sample-index NAME] FILE\n"
             "                 print a pprof file as collapsed stacks (flamegraph.pl input)\n"
             "  version        print the version\n"
-            "  help           this text\n");
+            "  help           this text\n"
+            "\n"
+            "server commands (sonded; each takes --server URL, --token T, --json):\n"
+            "  agents [--app A] [--instance H] [--status running|stale|stopped]\n"
+            "                 the agents and their status\n"
+            "  sessions [--app A] [--instance H] [--triggered-by T] [--since 1h] [--limit N]\n"
+            "                 recent profiling sessions, newest first\n"
+            "  get SESSION [-o FILE]\n"
+            "                 download a session's pprof\n"
+            "  top [-n N] [--type T] SESSION\n"
+            "                 the top functions of a stored session\n"
+            "  profile-now [--app A] [--duration S]\n"
+            "                 profile the running agents (of app A) now\n"
+            "  triggers [show|set|reset] [--app A] [--cpu on|off] [--cpu-threshold PCT] ...\n"
+            "                 CPU and memory triggers, workspace-wide or per app\n"
+            "  sampling [show|set|reset] [--app A] [--enabled on|off] [--window S] [--period S]\n"
+            "                 default sampling, workspace-wide or per app\n"
+            "  token create --role R [--name N] | token list | token revoke ID\n"
+            "                 access tokens (admin)\n"
+            "\n"
+            "  server: --server or $SONDE_SERVER (default http://127.0.0.1:7070);\n"
+            "  token: --token or $SONDE_TOKEN.  `sonde COMMAND --help` for a command's flags.\n");
 }
 
 int main(int argc, char **argv)
@@ -46,6 +68,17 @@ int main(int argc, char **argv)
         return cmd_top(argc - 1, argv + 1);
     if (!strcmp(cmd, "collapse"))
         return cmd_collapse(argc - 1, argv + 1);
+    static const struct {
+        const char *name;
+        int (*run)(int argc, char **argv);
+    } server_cmds[] = {
+        {"agents", cmd_agents},     {"sessions", cmd_sessions}, {"get", cmd_get},
+        {"profile-now", cmd_profile_now}, {"triggers", cmd_triggers},
+        {"sampling", cmd_sampling}, {"token", cmd_token},
+    };
+    for (size_t i = 0; i < sizeof server_cmds / sizeof server_cmds[0]; i++)
+        if (!strcmp(cmd, server_cmds[i].name))
+            return server_cmds[i].run(argc - 1, argv + 1);
     fprintf(stderr, "sonde: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

@@ -483,3 +483,504 @@ def share_tolerance(spec_points, share, n):
 
 def pytest_report_header(config):
     return [f"sonde build dir: {BUILD}" + (" (sanitizer run)" if SAN else "")]
+
+
+# --------------------------------------------------------------------------
+# sonded: the server, started for real on a free port
+# --------------------------------------------------------------------------
+#
+#   sonded            fixture: one fresh server (empty data dir) for a test.
+#   sonded_factory    fixture: sonded_factory(data_dir=None, admin_token=None,
+#                     args=(), env=None) -> Sonded; several per test, or the
+#                     same data dir again.
+#   Sonded            .url .port .data_dir .db_path .admin_token .proc .log
+#                     .request() .token() .register_agent() .upload()
+#                     .stop() .kill() .restart() .wait_healthy()
+#   recorded_profiles fixture (session): recorded_profiles(n) -> n distinct
+#                     real gzipped pprofs (bytes) made by `sonde record`.
+#   encode_pprof()    a small pprof encoder (Python, no modules) for
+#                     profiles with known stacks, or deliberately broken ones.
+
+import gzip
+import http.client
+import json
+import threading
+
+SONDED = BUILD / "sonded"
+_LISTENING = re.compile(r"sonded listening on http://([^\s:]+):(\d+)")
+_ADMIN_LINE = re.compile(r"admin token: (sonde_[0-9a-f]{64})")
+_DEFAULT = object()   # "the admin token" for Sonded.request(token=...)
+
+# The server is our own program, not a guest in someone else's: leaks count.
+SONDED_ASAN_OPTIONS = "detect_leaks=1:abort_on_error=0:exitcode=99"
+
+
+def sonded_env(extra=None):
+    """The environment sonded runs in (sanitizer options on a SAN build)."""
+    env = base_env(extra)
+    if SAN:
+        env.setdefault("ASAN_OPTIONS", os.environ.get("SONDE_SONDED_ASAN_OPTIONS",
+                                                      SONDED_ASAN_OPTIONS))
+        env.setdefault("UBSAN_OPTIONS", UBSAN_OPTIONS)
+    return env
+
+
+class Sonded:
+    """One sonded process over one data dir (which outlives restarts).
+
+    stdout is drained by a thread (the listening line, the admin token);
+    stderr (one log line per request) goes to a file beside the data dir, so
+    a busy server never blocks on a full pipe; .log reads it."""
+
+    START_TIMEOUT = 30 if SAN else 15
+
+    def __init__(self, data_dir, admin_token=None, args=(), env=None):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.data_dir / "sonde.db"
+        self.admin_token = admin_token
+        self._admin_from_env = admin_token is not None
+        self.args = [str(a) for a in args]
+        self.extra_env = dict(env or {})
+        self.proc = None
+        self.host = "127.0.0.1"
+        self.port = None
+        self.url = None
+        self.starts = 0
+        self.stdout_lines = []
+        self._agent_token = None
+        self._log_path = None
+        self._logs = []          # every start's stderr file, oldest first
+
+    # -- life -------------------------------------------------------------
+
+    def start(self):
+        if not SONDED.exists():
+            pytest.fail(f"{SONDED} is missing: build it with `make BUILDDIR=... server`")
+        self.starts += 1
+        self._log_path = self.data_dir.parent / f"{self.data_dir.name}.stderr.{self.starts}"
+        self._logs.append(self._log_path)
+        extra = dict(self.extra_env)
+        if self._admin_from_env and self.starts == 1:
+            extra["SONDE_ADMIN_TOKEN"] = self.admin_token
+        argv = [str(SONDED), "--listen", "127.0.0.1:0", "--data", str(self.data_dir)] + self.args
+        self.argv = argv
+        errf = open(self._log_path, "w")
+        try:
+            self.proc = subprocess.Popen(argv, env=sonded_env(extra), cwd=self.data_dir.parent,
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=errf, text=True, errors="replace",
+                                         start_new_session=True)
+        finally:
+            errf.close()
+        lines = []
+        self.stdout_lines = lines
+        seen = threading.Event()
+        proc = self.proc
+
+        def drain():
+            for line in proc.stdout:
+                lines.append(line)
+                if _LISTENING.search(line):
+                    seen.set()
+            seen.set()   # EOF: the process is gone, stop waiting
+
+        threading.Thread(target=drain, daemon=True).start()
+        deadline = time.monotonic() + self.START_TIMEOUT
+        # The first start prints the admin token (unless it came from the
+        # environment): wait for both lines, whichever comes first.
+        want_admin = self.admin_token is None
+        while True:
+            out = "".join(lines)
+            m = _LISTENING.search(out)
+            a = _ADMIN_LINE.search(out)
+            if m and (a or not want_admin):
+                break
+            if self.proc.poll() is not None and seen.is_set():
+                pytest.fail(f"sonded exited with status {self.proc.returncode} before listening"
+                            f"\n{self.describe()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                pytest.fail("sonded did not print its listening line"
+                            + (" and admin token" if want_admin else "")
+                            + f" within {self.START_TIMEOUT}s\n{self.describe()}")
+            time.sleep(0.01)
+        if want_admin:
+            self.admin_token = a.group(1)
+        self.host, self.port = m.group(1), int(m.group(2))
+        self.url = f"http://{self.host}:{self.port}"
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=30, check=True):
+        """SIGTERM; waits for the exit; with check, fails unless the exit
+        status is 0 and stderr holds no sanitizer report.  Returns the
+        exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                pytest.fail(f"sonded did not exit within {timeout}s of SIGTERM\n{self.describe()}")
+        rc = self.proc.returncode
+        if check:
+            if rc != 0:
+                pytest.fail(f"sonded exited with status {rc} on SIGTERM\n{self.describe()}")
+            self.check_log()
+        return rc
+
+    def kill(self):
+        """SIGKILL (a crash: nothing gets flushed) and reap."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    def restart(self):
+        """Stops (SIGTERM, checked) if running, then starts again on the same
+        data dir; the admin token stays the same.  The port may change."""
+        if self.alive():
+            self.stop()
+        return self.start()
+
+    def cleanup(self):
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)   # our own group, by pid
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.wait(timeout=30)
+        if self.proc is not None and self.proc.stdout:
+            self.proc.stdout.close()
+
+    # -- output -----------------------------------------------------------
+
+    @property
+    def log(self):
+        """stderr of the current (or last) run so far."""
+        return self._read(self._log_path)
+
+    @property
+    def all_logs(self):
+        return "".join(self._read(p) for p in self._logs)
+
+    @staticmethod
+    def _read(p):
+        try:
+            return Path(p).read_text(errors="replace") if p else ""
+        except FileNotFoundError:
+            return ""
+
+    def check_log(self):
+        text = self.all_logs
+        if SANITIZER_REPORT.search(text):
+            pytest.fail(f"sanitizer report on sonded's stderr\n{self.describe(all_logs=True)}")
+
+    def describe(self, all_logs=False):
+        log = self.all_logs if all_logs else self.log
+        rc = self.proc.returncode if self.proc is not None else None
+        return (f"$ {shlex.join(getattr(self, 'argv', []))}\nstatus {rc}\n"
+                f"--- stdout ---\n{''.join(self.stdout_lines)[-2000:]}\n"
+                f"--- stderr (last 4000 chars) ---\n{log[-4000:]}")
+
+    # -- HTTP -------------------------------------------------------------
+
+    def connection(self, timeout=30):
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, token=_DEFAULT, headers=None, raw=False,
+                timeout=30):
+        """-> (status, body, headers).  body: dict/list -> JSON, bytes/str as
+        is.  token: default the admin token; None sends no Authorization.
+        The answer is parsed JSON when the server says application/json
+        (and it parses), text for text/*, else bytes; raw=True: bytes."""
+        hdrs = {}
+        data = None
+        if isinstance(body, (dict, list)):
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        elif isinstance(body, str):
+            data = body.encode()
+            hdrs["Content-Type"] = "application/json"
+        elif body is not None:
+            data = bytes(body)
+            hdrs["Content-Type"] = "application/octet-stream"
+        if token is _DEFAULT:
+            token = self.admin_token
+        if token is not None:
+            hdrs["Authorization"] = f"Bearer {token}"
+        if headers:
+            hdrs.update(headers)
+        conn = self.connection(timeout)
+        try:
+            conn.request(method, path, body=data, headers=hdrs)
+            resp = conn.getresponse()
+            payload = resp.read()
+            status, rh = resp.status, resp.headers
+        finally:
+            conn.close()
+        if raw:
+            return status, payload, rh
+        ctype = (rh.get("Content-Type") or "").lower()
+        if ctype.startswith("application/json"):
+            try:
+                return status, json.loads(payload), rh
+            except ValueError:
+                return status, payload, rh
+        if ctype.startswith("text/"):
+            return status, payload.decode(errors="replace"), rh
+        return status, payload, rh
+
+    def ok(self, method, path, body=None, token=_DEFAULT, expect=(200, 201)):
+        """request() that fails the test unless the status is in expect;
+        returns the parsed body."""
+        st, b, _ = self.request(method, path, body, token=token)
+        expect = (expect,) if isinstance(expect, int) else expect
+        if st not in expect:
+            pytest.fail(f"{method} {path} -> {st} {b!r}, wanted {expect}\n{self.describe()}")
+        return b
+
+    def health(self, timeout=5):
+        """True when GET /api/v1/health answers 200."""
+        try:
+            st, _, _ = self.request("GET", "/api/v1/health", token=None, timeout=timeout)
+            return st == 200
+        except (OSError, http.client.HTTPException):
+            return False
+
+    def wait_healthy(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while not self.health():
+            if time.monotonic() > deadline or not self.alive():
+                pytest.fail(f"sonded does not answer /api/v1/health\n{self.describe()}")
+            time.sleep(0.05)
+
+    def new_token(self, role, name=None):
+        """POST /api/v1/tokens -> the whole answer (id, name, role, token…)."""
+        body = {"role": role}
+        if name is not None:
+            body["name"] = name
+        return self.ok("POST", "/api/v1/tokens", body, expect=201)
+
+    def token(self, role, name=None):
+        """A new token of that role; returns its secret."""
+        return self.new_token(role, name)["token"]
+
+    def agent_token(self):
+        """One agent-role token per Sonded (made on first use)."""
+        if self._agent_token is None:
+            self._agent_token = self.token("agent", "test-agent")
+        return self._agent_token
+
+    def register_agent(self, app, instance="host-1", pid=1000, token=None, **fields):
+        """POST /api/v1/agent/register -> agent_id."""
+        body = {"app": app, "instance": instance, "pid": pid, "agent_version": "0.4.0"}
+        body.update(fields)
+        b = self.ok("POST", "/api/v1/agent/register", body, token=token or self.agent_token(),
+                    expect=201)
+        return b["agent_id"]
+
+    def create_session(self, agent_id, triggered_by="profile-now", types=("cpu",), token=None,
+                       duration_s=1, **fields):
+        """POST /api/v1/agent/sessions -> the session object."""
+        body = {"agent_id": agent_id, "triggered_by": triggered_by,
+                "profile_types": list(types), "duration_s": duration_s}
+        body.update(fields)
+        return self.ok("POST", "/api/v1/agent/sessions", body, token=token or self.agent_token(),
+                       expect=201)
+
+    def upload(self, agent_id, pprof_bytes, triggered_by="profile-now", types=("cpu",),
+               token=None, **fields):
+        """Creates a session and uploads its profile (201 asserted) -> session id."""
+        tok = token or self.agent_token()
+        sid = self.create_session(agent_id, triggered_by, types, token=tok, **fields)["id"]
+        self.ok("PUT", f"/api/v1/agent/sessions/{sid}/profile", bytes(pprof_bytes), token=tok,
+                expect=201)
+        return sid
+
+
+def _sonded_factory(base):
+    made = []
+    counter = [0]
+
+    def _make(data_dir=None, admin_token=None, args=(), env=None):
+        if data_dir is None:
+            counter[0] += 1
+            data_dir = base / f"sonded{counter[0]}"
+        s = Sonded(data_dir, admin_token=admin_token, args=args, env=env)
+        made.append(s)
+        return s.start()
+
+    return _make, made
+
+
+def _sonded_teardown(made):
+    for s in made:
+        s.cleanup()
+    for s in made:
+        s.check_log()
+
+
+@pytest.fixture
+def sonded_factory(tmp_path):
+    """sonded_factory(data_dir=None, admin_token=None, args=(), env=None)
+    -> a started Sonded.  data_dir defaults to a fresh dir under tmp_path;
+    admin_token: passed as SONDE_ADMIN_TOKEN on the first start (else the
+    printed one is used).  Every server is killed (by its pid) after the
+    test, and a sanitizer report in any server's stderr fails the test."""
+    make, made = _sonded_factory(tmp_path)
+    yield make
+    _sonded_teardown(made)
+
+
+@pytest.fixture
+def sonded(sonded_factory):
+    """One started sonded on an empty data dir."""
+    return sonded_factory()
+
+
+# --------------------------------------------------------------------------
+# Real profiles to upload
+# --------------------------------------------------------------------------
+
+# Short recordings of different programs, so consecutive profiles differ in
+# stacks as well as in bytes.
+_RECORD_PROGRAMS = [
+    ("split", ["1", "0.2"]),
+    ("qsort_cmp", ["0.2"]),
+    ("split", ["--equal", "2", "0.1"]),
+    ("threads_churn", ["50", "2", "200"]),
+]
+
+
+@pytest.fixture(scope="session")
+def recorded_profiles(tmp_path_factory):
+    """recorded_profiles(n) -> [bytes] * n: gzipped pprofs recorded with
+    `sonde record -F 999` of the test programs, each one distinct.  Cached
+    for the whole pytest run (the first n are shared by every caller)."""
+    tracker = ProcessTracker()
+    directory = tmp_path_factory.mktemp("recorded")
+    rec = make_recorder(tracker, directory)
+    cache = []
+
+    def _get(n):
+        while len(cache) < n:
+            i = len(cache)
+            name, args = _RECORD_PROGRAMS[i % len(_RECORD_PROGRAMS)]
+            c = rec([prog(name)] + args, hz=999, output=directory / f"rec{i}.pb.gz")
+            data = c.output.read_bytes()
+            if data in cache:
+                pytest.fail(f"recording {i} is byte-identical to an earlier one")
+            cache.append(data)
+        return list(cache[:n])
+
+    yield _get
+    tracker.cleanup()
+
+
+# --------------------------------------------------------------------------
+# A tiny pprof encoder: profiles with known stacks, or broken on purpose
+# --------------------------------------------------------------------------
+
+def pb_varint(n):
+    """Protobuf base-128 varint (n >= 0; negative int64s as 10 bytes)."""
+    if n < 0:
+        n += 1 << 64
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def pb_field(num, value):
+    """One field: int -> varint, bytes/str -> length-delimited."""
+    if isinstance(value, int):
+        return pb_varint(num << 3) + pb_varint(value)
+    if isinstance(value, str):
+        value = value.encode()
+    return pb_varint((num << 3) | 2) + pb_varint(len(value)) + bytes(value)
+
+
+def pb_packed(num, values):
+    return pb_field(num, b"".join(pb_varint(v) for v in values))
+
+
+def encode_pprof(samples, sample_types=(("samples", "count"), ("cpu", "nanoseconds")),
+                 period_type=("cpu", "nanoseconds"), period=1001001, time_nanos=None,
+                 duration_nanos=1_000_000_000, default_type=None, gz=True,
+                 location_override=None):
+    """A profile.proto with one function and location per distinct frame name.
+
+    samples: [(frames root-first, values list, labels dict)] (labels
+    optional: {key: str value}).  location_override(sample_index, ids):
+    returns the location ids to write for that sample instead (for a
+    dangling id).  gz: gzip it (mtime 0, so equal input -> equal bytes).
+    Returns bytes."""
+    strings = [""]
+    index = {"": 0}
+
+    def s(x):
+        if x not in index:
+            index[x] = len(strings)
+            strings.append(x)
+        return index[x]
+
+    funcs = {}
+    body = bytearray()
+    for t, u in sample_types:
+        body += pb_field(1, pb_field(1, s(t)) + pb_field(2, s(u)))
+    for i, smp in enumerate(samples):
+        frames, values = smp[0], smp[1]
+        labels = smp[2] if len(smp) > 2 else {}
+        ids = []
+        for name in reversed(frames):          # pprof: leaf first
+            if name not in funcs:
+                funcs[name] = len(funcs) + 1
+            ids.append(funcs[name])
+        if location_override is not None:
+            ids = location_override(i, ids)
+        msg = pb_packed(1, ids) + pb_packed(2, list(values))
+        for k, v in labels.items():
+            msg += pb_field(3, pb_field(1, s(k)) + pb_field(2, s(str(v))))
+        body += pb_field(2, msg)
+    body += pb_field(3, pb_field(1, 1) + pb_field(2, 0x400000) + pb_field(3, 0x500000)
+                     + pb_field(5, s("/bin/prog")))
+    for name, fid in funcs.items():
+        # Location fid -> function fid, in mapping 1.
+        line = pb_field(1, fid)
+        body += pb_field(4, pb_field(1, fid) + pb_field(2, 1) + pb_field(3, 0x400000 + fid * 16)
+                         + pb_field(4, line))
+    for name, fid in funcs.items():
+        body += pb_field(5, pb_field(1, fid) + pb_field(2, s(name)) + pb_field(3, s(name)))
+    # Everything that names a string is encoded before the table is.
+    pt = pb_field(1, s(period_type[0])) + pb_field(2, s(period_type[1]))
+    tail = bytearray()
+    tail += pb_field(9, time_nanos if time_nanos is not None else time.time_ns())
+    tail += pb_field(10, duration_nanos)
+    tail += pb_field(11, pt)
+    tail += pb_field(12, period)
+    if default_type is not None:
+        tail += pb_field(14, s(default_type))
+    table = b"".join(pb_field(6, x) for x in strings)
+    data = bytes(body) + table + bytes(tail)
+    return gzip.compress(data, mtime=0) if gz else data
+
+
+@pytest.fixture(scope="module")
+def sonded_module(tmp_path_factory):
+    """One started sonded shared by a module's tests (a fresh data dir)."""
+    make, made = _sonded_factory(tmp_path_factory.mktemp("sonded"))
+    yield make()
+    _sonded_teardown(made)

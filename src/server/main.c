@@ -1,0 +1,343 @@
+/*
+ * main.c — sonded, the server: command line, store, first-start admin
+ * token, HTTP server, retention thread, and a clean stop on SIGTERM or
+ * SIGINT.
+ *
+ * Signals are blocked in every thread (they inherit the mask from here)
+ * and taken synchronously by the main thread with sigwait(), so the stop
+ * sequence runs as ordinary code: HTTP first (stop accepting, answer
+ * long-polls, let requests in flight finish), then the retention thread,
+ * then the store — nobody uses the store when it closes.
+ *
+ * stdout carries exactly what a supervisor or a test reads: the admin
+ * token of a first start and "sonded listening on http://HOST:PORT".
+ * Everything else (request log, errors) goes to stderr.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "server/auth.h"
+#include "server/http.h"
+
+#define RETENTION_PERIOD_MS (3600 * 1000)
+
+static const char usage[] =
+    "usage: sonded [options]\n"
+    "  --listen HOST:PORT      address to listen on (default 127.0.0.1:7070; port 0 = any)\n"
+    "  --data DIR              data directory, created 0700 (default ./sonde-data)\n"
+    "  --db URL                store: sqlite:PATH (default sqlite:DIR/sonde.db)\n"
+    "  --threads N             HTTP worker threads, 1..256 (default 4)\n"
+    "  --retention-days N      delete sessions older than N days, 1..36500 (default 14)\n"
+    "  --heartbeat-s N         agents' heartbeat interval, 1..3600 s (default 10)\n"
+    "  --max-upload-mb N       largest compressed profile upload, 1..1024 MiB (default 32)\n"
+    "  --max-profile-mb N      largest decompressed profile, 1..4096 MiB (default 64)\n"
+    "  --help                  this text\n"
+    "  --version               print the version\n"
+    "environment: SONDE_ADMIN_TOKEN  the admin token to create on first start\n";
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------ */
+/* Command line                                                        */
+
+static int bad_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "sonded: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(sonded --help lists the options)\n");
+    return 2;
+}
+
+/* Strict decimal integer in [min, max]. */
+static int parse_int(const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < min || v > max || *s == ' ' || *s == '+')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* "HOST:PORT" or "[V6]:PORT" into cfg. */
+static int parse_listen(const char *s, struct server_config *cfg)
+{
+    const char *colon;
+    const char *host = s;
+    size_t hlen;
+    if (*s == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        host = s + 1;
+        hlen = (size_t)(close - host);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return -1;
+        hlen = (size_t)(colon - s);
+    }
+    long port;
+    if (hlen == 0 || hlen >= sizeof(cfg->listen_host) || parse_int(colon + 1, 0, 65535, &port))
+        return -1;
+    memcpy(cfg->listen_host, host, hlen);
+    cfg->listen_host[hlen] = '\0';
+    cfg->listen_port = (int)port;
+    return 0;
+}
+
+static int option_known(const char *name)
+{
+    static const char *const names[] = {
+        "--listen",      "--data",         "--db",           "--threads", "--retention-days",
+        "--heartbeat-s", "--max-upload-mb", "--max-profile-mb", NULL,
+    };
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(names[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Fills cfg from argv.  0 to run, 1 when done (help/version printed),
+ * else an exit status. */
+static int parse_args(int argc, char **argv, struct server_config *cfg)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            fputs(usage, stdout);
+            return 1;
+        }
+        if (strcmp(arg, "--version") == 0) {
+            printf("sonded %s\n", SONDED_VERSION);
+            return 1;
+        }
+        if (strncmp(arg, "--", 2) != 0)
+            return bad_usage("unexpected argument '%s'", arg);
+
+        /* --flag VALUE or --flag=VALUE */
+        char name[32];
+        const char *val;
+        const char *eq = strchr(arg, '=');
+        size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
+        if (nlen >= sizeof(name))
+            return bad_usage("unknown option '%s'", arg);
+        memcpy(name, arg, nlen);
+        name[nlen] = '\0';
+        if (!option_known(name))
+            return bad_usage("unknown option '%s'", name);
+        if (eq) {
+            val = eq + 1;
+        } else {
+            if (i + 1 >= argc)
+                return bad_usage("option '%s' needs a value", arg);
+            val = argv[++i];
+        }
+
+        long v;
+        if (strcmp(name, "--listen") == 0) {
+            if (parse_listen(val, cfg) < 0)
+                return bad_usage("--listen: expected HOST:PORT with PORT 0..65535, not '%s'",
+                                 val);
+        } else if (strcmp(name, "--data") == 0) {
+            if (!*val || strlen(val) >= sizeof(cfg->data_dir) - 16)
+                return bad_usage("--data: a directory path of 1..495 bytes, not '%s'", val);
+            snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s", val);
+        } else if (strcmp(name, "--db") == 0) {
+            if (!*val || strlen(val) >= sizeof(cfg->db_url))
+                return bad_usage("--db: a URL of 1..599 bytes, not '%s'", val);
+            snprintf(cfg->db_url, sizeof(cfg->db_url), "%s", val);
+        } else if (strcmp(name, "--threads") == 0) {
+            if (parse_int(val, 1, 256, &v))
+                return bad_usage("--threads: an integer in 1..256, not '%s'", val);
+            cfg->threads = (int)v;
+        } else if (strcmp(name, "--retention-days") == 0) {
+            if (parse_int(val, 1, 36500, &v))
+                return bad_usage("--retention-days: an integer in 1..36500, not '%s'", val);
+            cfg->retention_days = (int)v;
+        } else if (strcmp(name, "--heartbeat-s") == 0) {
+            if (parse_int(val, 1, 3600, &v))
+                return bad_usage("--heartbeat-s: an integer in 1..3600, not '%s'", val);
+            cfg->heartbeat_s = (int)v;
+        } else if (strcmp(name, "--max-upload-mb") == 0) {
+            if (parse_int(val, 1, 1024, &v))
+                return bad_usage("--max-upload-mb: an integer in 1..1024, not '%s'", val);
+            cfg->max_upload = (size_t)v << 20;
+        } else if (strcmp(name, "--max-profile-mb") == 0) {
+            if (parse_int(val, 1, 4096, &v))
+                return bad_usage("--max-profile-mb: an integer in 1..4096, not '%s'", val);
+            cfg->max_profile = (size_t)v << 20;
+        } else {
+            return bad_usage("unknown option '%s'", name);
+        }
+    }
+    return 0;
+}
+
+/* mkdir -p, the last directory with mode 0700 (it holds the database and
+ * so every token hash). */
+static int make_data_dir(const char *dir)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(path, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    struct stat sb;
+    if (stat(path, &sb) < 0)
+        return -errno;
+    return S_ISDIR(sb.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* ------------------------------------------------------------------ */
+/* Retention                                                           */
+
+struct retention {
+    struct server *srv;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int quit;
+};
+
+/* Purges at start and every hour until told to quit. */
+static void *retention_main(void *arg)
+{
+    struct retention *r = arg;
+    pthread_mutex_lock(&r->lock);
+    while (!r->quit) {
+        pthread_mutex_unlock(&r->lock);
+        int64_t before = wall_ms() - (int64_t)r->srv->cfg.retention_days * 86400 * 1000;
+        int64_t deleted = 0;
+        int rc = store_retention_purge(r->srv->store, before, &deleted);
+        if (rc < 0)
+            fprintf(stderr, "sonded: retention: %s\n", store_errmsg(r->srv->store));
+        else if (deleted > 0)
+            fprintf(stderr, "sonded: retention: deleted %" PRId64 " session(s) older than %d days\n",
+                    deleted, r->srv->cfg.retention_days);
+        pthread_mutex_lock(&r->lock);
+        /* CLOCK_REALTIME is fine here: an hour give or take a clock step
+         * does not matter for a purge. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += RETENTION_PERIOD_MS / 1000;
+        while (!r->quit && pthread_cond_timedwait(&r->wake, &r->lock, &ts) != ETIMEDOUT)
+            ;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+
+int main(int argc, char **argv)
+{
+    static struct server srv;
+    struct server_config *cfg = &srv.cfg;
+    snprintf(cfg->listen_host, sizeof(cfg->listen_host), "127.0.0.1");
+    cfg->listen_port = 7070;
+    snprintf(cfg->data_dir, sizeof(cfg->data_dir), "./sonde-data");
+    cfg->threads = 4;
+    cfg->retention_days = 14;
+    cfg->heartbeat_s = 10;
+    cfg->max_json_body = 1u << 20;
+    cfg->max_upload = 32u << 20;
+    cfg->max_profile = 64u << 20;
+
+    int rc = parse_args(argc, argv, cfg);
+    if (rc != 0)
+        return rc == 1 ? 0 : rc;
+    if (!cfg->db_url[0])
+        snprintf(cfg->db_url, sizeof(cfg->db_url), "sqlite:%s/sonde.db", cfg->data_dir);
+
+    /* Before any thread exists, so that every thread inherits the mask
+     * and the signals reach only sigwait() below. */
+    sigset_t stopset;
+    sigemptyset(&stopset);
+    sigaddset(&stopset, SIGTERM);
+    sigaddset(&stopset, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stopset, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* Each connection is a descriptor: allow as many as the hard limit
+     * lets us, up to what the HTTP layer ever keeps open. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096) {
+        rl.rlim_cur = rl.rlim_max < 4096 ? rl.rlim_max : 4096;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    if ((rc = make_data_dir(cfg->data_dir)) < 0) {
+        fprintf(stderr, "sonded: cannot create data directory %s: %s\n", cfg->data_dir,
+                strerror(-rc));
+        return 1;
+    }
+    char err[512] = "";
+    if ((rc = store_open(cfg->db_url, &srv.store, err, sizeof(err))) < 0) {
+        fprintf(stderr, "sonded: cannot open store %s: %s\n", cfg->db_url, err);
+        return 1;
+    }
+    if ((rc = auth_bootstrap(srv.store, wall_ms(), err, sizeof(err))) < 0) {
+        fprintf(stderr, "sonded: %s\n", err);
+        store_close(srv.store);
+        return 1;
+    }
+    if ((rc = http_start(&srv, err, sizeof(err))) < 0) {
+        fprintf(stderr, "sonded: %s\n", err);
+        store_close(srv.store);
+        return 1;
+    }
+    int v6 = strchr(cfg->listen_host, ':') != NULL;
+    printf("sonded listening on http://%s%s%s:%d\n", v6 ? "[" : "", cfg->listen_host,
+           v6 ? "]" : "", srv.port);
+    fflush(stdout);
+
+    struct retention ret = {.srv = &srv};
+    pthread_mutex_init(&ret.lock, NULL);
+    pthread_cond_init(&ret.wake, NULL);
+    pthread_t ret_thread;
+    int ret_started = pthread_create(&ret_thread, NULL, retention_main, &ret) == 0;
+    if (!ret_started)
+        fprintf(stderr, "sonded: cannot start the retention thread; no purges this run\n");
+
+    int sig = 0;
+    while (sigwait(&stopset, &sig) != 0)
+        ;
+    fprintf(stderr, "sonded: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+
+    http_stop(&srv);
+    if (ret_started) {
+        pthread_mutex_lock(&ret.lock);
+        ret.quit = 1;
+        pthread_cond_signal(&ret.wake);
+        pthread_mutex_unlock(&ret.lock);
+        pthread_join(ret_thread, NULL);
+    }
+    pthread_cond_destroy(&ret.wake);
+    pthread_mutex_destroy(&ret.lock);
+    store_close(srv.store);
+    fprintf(stderr, "sonded: stopped\n");
+    return 0;
+}

@@ -1,0 +1,323 @@
+/*
+ * store.h — sonded's storage interface: agents, sessions and their
+ * profiles, Profile Now requests, settings and access tokens.
+ *
+ * One interface, several implementations, like SQLite's VFS: a struct
+ * store carries a table of function pointers (struct store_ops) and the
+ * public store_* functions below dispatch through it.  store_open() picks
+ * the implementation from the URL:
+ *
+ *   sqlite:PATH  or a plain PATH      embedded SQLite file (store_sqlite.c)
+ *   postgres://… / postgresql://…     PostgreSQL (next implementation; until
+ *                                     it lands store_open answers -ENOTSUP
+ *                                     with a message saying so)
+ *
+ * The SQL is kept portable (no SQLite-only syntax in queries that the
+ * PostgreSQL implementation would have to rewrite beyond placeholders).
+ * Schema changes are versioned migrations applied in order at open.
+ *
+ * Promises of every implementation:
+ *   - thread-safe: any function may be called from any thread at any time,
+ *     concurrently (the HTTP server calls from its whole thread pool);
+ *   - every write is one transaction: after a call returns 0, its effect
+ *     survives a kill -9 of the process at any later moment;
+ *   - a call that fails changes nothing;
+ *   - errors are 0 or a negative errno code:
+ *       -ENOENT  unknown id            -EEXIST  conflict (already there)
+ *       -EINVAL  bad argument          -ENOMEM  out of memory
+ *       -EIO     database error        -ENOTSUP not implemented here
+ *     and store_errmsg() gives the calling thread's last human message.
+ *
+ * Times are int64 milliseconds since the Unix epoch (UTC) everywhere.
+ * Strings in the structs are NUL-terminated fixed arrays: callers validate
+ * lengths before storing (the API refuses longer values with 400), and an
+ * implementation truncates nothing silently — it answers -EINVAL.
+ * Arrays returned through `**out` are malloc'ed; the caller free()s them.
+ */
+#ifndef SONDE_STORE_H
+#define SONDE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_APP_MAX 128      /* app name, incl. NUL */
+#define STORE_INSTANCE_MAX 256 /* host name, incl. NUL */
+#define STORE_VERSION_MAX 64   /* agent version */
+#define STORE_CMDLINE_MAX 1024 /* command line, space-joined */
+#define STORE_NAME_MAX 128     /* token name */
+#define STORE_KIND_MAX 32      /* triggered_by, state, role */
+#define STORE_TYPES_MAX 128    /* profile types, comma-separated */
+#define STORE_HASH_MAX 65      /* sha256 hex */
+
+struct store;
+
+/* ------------------------------------------------------------------ */
+/* Agents                                                              */
+
+struct store_agent {
+    int64_t id;
+    char app[STORE_APP_MAX];
+    char instance[STORE_INSTANCE_MAX];
+    int64_t pid;
+    char agent_version[STORE_VERSION_MAX];
+    char cmdline[STORE_CMDLINE_MAX];
+    int64_t started_ms;    /* process start, as the agent reported it */
+    int64_t registered_ms; /* when it registered */
+    int64_t last_seen_ms;  /* last register, heartbeat or poll */
+    int64_t stopped_ms;    /* 0 while not stopped cleanly */
+    double cpu_pct;        /* last reported; < 0 = never reported */
+    double mem_pct;
+};
+
+/* Filter for lists; NULL/"" and 0 mean "any". */
+struct store_agent_filter {
+    const char *app;
+    const char *instance;
+    int64_t seen_after_ms; /* only agents with last_seen_ms >= this */
+    size_t limit;          /* 0 = implementation maximum (10000) */
+};
+
+/* Stores a new agent (a->id is set; other fields as given). */
+int store_agent_register(struct store *st, struct store_agent *a);
+/* Updates last_seen_ms = now_ms and, when >= 0, cpu/mem percent.
+ * -ENOENT unknown id. */
+int store_agent_heartbeat(struct store *st, int64_t id, int64_t now_ms, double cpu_pct,
+                          double mem_pct);
+/* Marks the agent stopped at now_ms.  -ENOENT unknown id. */
+int store_agent_stop(struct store *st, int64_t id, int64_t now_ms);
+int store_agent_get(struct store *st, int64_t id, struct store_agent *out);
+/* Agents matching f, newest registration first. */
+int store_agent_list(struct store *st, const struct store_agent_filter *f,
+                     struct store_agent **out, size_t *n);
+
+/* ------------------------------------------------------------------ */
+/* Sessions and profiles                                               */
+
+struct store_session {
+    int64_t id;
+    int64_t agent_id;
+    char triggered_by[STORE_KIND_MAX]; /* profile-now, cpu-trigger, … */
+    int64_t request_id;                /* Profile Now request, 0 = none */
+    char app[STORE_APP_MAX];
+    char instance[STORE_INSTANCE_MAX];
+    int64_t pid;
+    int64_t start_ms;
+    int64_t duration_ms; /* planned, then actual once completed */
+    char profile_types[STORE_TYPES_MAX]; /* "cpu,wall" */
+    int64_t samples;
+    int64_t traces;
+    double cpu_pct; /* average during the session; < 0 = unknown */
+    double mem_pct;
+    char state[STORE_KIND_MAX]; /* running, completed, failed */
+    int64_t profile_bytes;      /* size of the stored pprof; 0 = none */
+    int64_t created_ms;
+    int64_t updated_ms;
+};
+
+struct store_session_filter {
+    const char *app;          /* NULL/"" = any */
+    const char *instance;
+    const char *triggered_by;
+    int64_t from_ms, to_ms;   /* start_ms in [from, to); 0 = open end */
+    int with_profile;         /* 1: only sessions with a stored profile */
+    size_t limit;             /* 0 = 50; at most 10000 */
+    size_t offset;
+};
+
+/* Stores a new session (s->id set; created/updated = s->created_ms). */
+int store_session_create(struct store *st, struct store_session *s);
+/* Overwrites the mutable fields (duration_ms, profile_types, samples,
+ * traces, cpu_pct, mem_pct, state, updated_ms) of session s->id.
+ * -ENOENT unknown id. */
+int store_session_update(struct store *st, const struct store_session *s);
+int store_session_get(struct store *st, int64_t id, struct store_session *out);
+/* Sessions matching f, newest start first, paged; *total counts all the
+ * matches (ignoring limit/offset). */
+int store_session_list(struct store *st, const struct store_session_filter *f,
+                       struct store_session **out, size_t *n, int64_t *total);
+
+/* A session's profile as stored: the original gzipped pprof as uploaded
+ * and the server's compact flame tree (views.h) computed from it. */
+struct store_profile {
+    int64_t session_id;
+    const void *pprof;  /* original upload bytes (gzip) */
+    size_t pprof_len;
+    const void *tree;   /* flame_tree blob */
+    size_t tree_len;
+    int64_t samples;    /* sample count of the profile */
+    const char *sample_types; /* "samples/count,cpu/nanoseconds" */
+    int64_t now_ms;
+};
+
+/* Stores the profile of session p->session_id and, in the same
+ * transaction, sets the session's profile_bytes, samples (when the
+ * session's is 0), state "completed" (when it was "running") and
+ * updated_ms.  -ENOENT unknown session, -EEXIST it already has one. */
+int store_profile_put(struct store *st, const struct store_profile *p);
+/* The original pprof bytes (*buf malloc'ed).  -ENOENT: no such session
+ * or no profile. */
+int store_profile_get(struct store *st, int64_t session_id, void **buf, size_t *len);
+/* The flame tree blob (*buf malloc'ed).  -ENOENT as above. */
+int store_tree_get(struct store *st, int64_t session_id, void **buf, size_t *len);
+
+/* Calls fn for the flame tree of every session with a profile that
+ * matches f (with_profile implied; limit 0 = 100000; offset ignored),
+ * newest first.  tree is valid during the call only.  fn returning
+ * nonzero stops the walk and store_tree_foreach returns that value.
+ * Reads run without blocking writers. */
+typedef int (*store_tree_fn)(void *ctx, int64_t session_id, const void *tree, size_t len);
+int store_tree_foreach(struct store *st, const struct store_session_filter *f, store_tree_fn fn,
+                       void *ctx);
+
+/* The same for the original pprof bytes (slow path: label filters). */
+int store_pprof_foreach(struct store *st, const struct store_session_filter *f, store_tree_fn fn,
+                        void *ctx);
+
+/* Deletes sessions (and their profiles) with start_ms < before_ms, and
+ * agents stopped or last seen before it.  *deleted = sessions deleted. */
+int store_retention_purge(struct store *st, int64_t before_ms, int64_t *deleted);
+
+/* ------------------------------------------------------------------ */
+/* Profile Now requests                                                */
+
+struct store_profile_now {
+    int64_t id; /* increasing: a later request has a larger id */
+    char app[STORE_APP_MAX]; /* "" = every app */
+    int64_t duration_s;
+    int64_t created_ms;
+    int64_t token_id; /* who asked; 0 = unknown */
+};
+
+/* Stores a request (r->id set). */
+int store_profile_now_create(struct store *st, struct store_profile_now *r);
+/* Requests with id > after_id that target app (app "" or equal) and have
+ * not expired (created_ms + duration_s*1000 > now_ms), oldest first. */
+int store_profile_now_since(struct store *st, int64_t after_id, const char *app, int64_t now_ms,
+                            struct store_profile_now **out, size_t *n);
+/* The newest `limit` requests, newest first. */
+int store_profile_now_recent(struct store *st, size_t limit, struct store_profile_now **out,
+                             size_t *n);
+/* Largest request id so far (0 when none). */
+int store_profile_now_last_id(struct store *st, int64_t *id);
+
+/* ------------------------------------------------------------------ */
+/* Settings: JSON documents by (key, app)                              */
+
+/* Keys used: "triggers", "default_sampling".  app "" = workspace-wide,
+ * else a per-app override.  The store does not interpret the JSON. */
+
+/* *json malloc'ed; -ENOENT when not set. */
+int store_setting_get(struct store *st, const char *key, const char *app, char **json);
+/* Sets (json != NULL) or deletes (json == NULL) a document and bumps the
+ * settings version, in one transaction. */
+int store_setting_put(struct store *st, const char *key, const char *app, const char *json);
+/* Apps with an override of key (*apps: malloc'ed array of n
+ * STORE_APP_MAX strings). */
+int store_setting_apps(struct store *st, const char *key, char (**apps)[STORE_APP_MAX],
+                       size_t *n);
+/* Monotonic counter bumped by every store_setting_put (agents compare it
+ * to learn that settings changed). */
+int store_settings_version(struct store *st, int64_t *version);
+
+/* ------------------------------------------------------------------ */
+/* Access tokens                                                       */
+
+struct store_token {
+    int64_t id;
+    char name[STORE_NAME_MAX];
+    char role[STORE_KIND_MAX]; /* reader, writer, admin, agent */
+    char hash[STORE_HASH_MAX]; /* sha256 of the secret, hex */
+    int64_t created_ms;
+    int64_t last_used_ms; /* 0 = never */
+    int64_t revoked_ms;   /* 0 = active */
+};
+
+/* Stores a token (t->id set).  -EEXIST when the hash is already there. */
+int store_token_create(struct store *st, struct store_token *t);
+/* The active (not revoked) token with this hash.  -ENOENT otherwise. */
+int store_token_find(struct store *st, const char *hash, struct store_token *out);
+int store_token_get(struct store *st, int64_t id, struct store_token *out);
+/* Every token, revoked ones included, by id. */
+int store_token_list(struct store *st, struct store_token **out, size_t *n);
+/* Revokes at now_ms.  -ENOENT unknown or already revoked id. */
+int store_token_revoke(struct store *st, int64_t id, int64_t now_ms);
+/* Records a use (cheap; may be coalesced by the implementation). */
+int store_token_touch(struct store *st, int64_t id, int64_t now_ms);
+/* Number of active tokens with this role (NULL = any role). */
+int store_token_count(struct store *st, const char *role, int64_t *n);
+
+/* ------------------------------------------------------------------ */
+/* Opening, closing, errors                                            */
+
+/* Opens the store named by url (see top), creating and migrating it as
+ * needed.  data_dir is where relative SQLite paths live.  0 and *out, or
+ * a negative code with the message in err. */
+int store_open(const char *url, struct store **out, char *err, size_t errlen);
+/* Closes: waits for nothing (callers stop using it first), checkpoints
+ * and releases everything.  NULL is a no-op. */
+void store_close(struct store *st);
+/* The calling thread's last error message from this store ("" if none). */
+const char *store_errmsg(struct store *st);
+/* Runs the implementation's consistency check ("ok" on success, else a
+ * description); *report malloc'ed. */
+int store_check(struct store *st, char **report);
+
+/* ------------------------------------------------------------------ */
+/* Implementations                                                     */
+
+/* The table every implementation fills; store.c dispatches through it.
+ * Each member has the contract of the public function of the same name. */
+struct store_ops {
+    const char *name; /* "sqlite" */
+    void (*close)(struct store *st);
+    int (*check)(struct store *st, char **report);
+    int (*agent_register)(struct store *, struct store_agent *);
+    int (*agent_heartbeat)(struct store *, int64_t, int64_t, double, double);
+    int (*agent_stop)(struct store *, int64_t, int64_t);
+    int (*agent_get)(struct store *, int64_t, struct store_agent *);
+    int (*agent_list)(struct store *, const struct store_agent_filter *, struct store_agent **,
+                      size_t *);
+    int (*session_create)(struct store *, struct store_session *);
+    int (*session_update)(struct store *, const struct store_session *);
+    int (*session_get)(struct store *, int64_t, struct store_session *);
+    int (*session_list)(struct store *, const struct store_session_filter *,
+                        struct store_session **, size_t *, int64_t *);
+    int (*profile_put)(struct store *, const struct store_profile *);
+    int (*profile_get)(struct store *, int64_t, void **, size_t *);
+    int (*tree_get)(struct store *, int64_t, void **, size_t *);
+    int (*tree_foreach)(struct store *, const struct store_session_filter *, store_tree_fn,
+                        void *);
+    int (*pprof_foreach)(struct store *, const struct store_session_filter *, store_tree_fn,
+                         void *);
+    int (*retention_purge)(struct store *, int64_t, int64_t *);
+    int (*profile_now_create)(struct store *, struct store_profile_now *);
+    int (*profile_now_since)(struct store *, int64_t, const char *, int64_t,
+                             struct store_profile_now **, size_t *);
+    int (*profile_now_recent)(struct store *, size_t, struct store_profile_now **, size_t *);
+    int (*profile_now_last_id)(struct store *, int64_t *);
+    int (*setting_get)(struct store *, const char *, const char *, char **);
+    int (*setting_put)(struct store *, const char *, const char *, const char *);
+    int (*setting_apps)(struct store *, const char *, char (**)[STORE_APP_MAX], size_t *);
+    int (*settings_version)(struct store *, int64_t *);
+    int (*token_create)(struct store *, struct store_token *);
+    int (*token_find)(struct store *, const char *, struct store_token *);
+    int (*token_get)(struct store *, int64_t, struct store_token *);
+    int (*token_list)(struct store *, struct store_token **, size_t *);
+    int (*token_revoke)(struct store *, int64_t, int64_t);
+    int (*token_touch)(struct store *, int64_t, int64_t);
+    int (*token_count)(struct store *, const char *, int64_t *);
+};
+
+/* The base every implementation's struct starts with. */
+struct store {
+    const struct store_ops *ops;
+};
+
+/* Sets the calling thread's error message (printf-style) and returns code;
+ * for implementations. */
+int store_set_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* SQLite implementation: path of the database file. */
+int store_sqlite_open(const char *path, struct store **out, char *err, size_t errlen);
+
+#endif
