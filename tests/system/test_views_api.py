@@ -154,8 +154,13 @@ def pprof_top_exact(path, sample_index=None):
     for line in text.splitlines():
         m = _TOP.match(line)
         if m:
-            f0, c0 = rows.get(m.group(3), (0, 0))
-            rows[m.group(3)] = (f0 + num(m.group(1)), max(c0, num(m.group(2))))
+            # pprof lists a function's inlined copies as "f (inline)"; sonded
+            # names frames by function only (as `sonde top` does).  The
+            # programs here have each function either inlined or not, so
+            # cum of the merged row is the larger one.
+            name = m.group(3).removesuffix(" (inline)")
+            f0, c0 = rows.get(name, (0, 0))
+            rows[name] = (f0 + num(m.group(1)), max(c0, num(m.group(2))))
     return rows, total
 
 
