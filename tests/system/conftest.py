@@ -984,3 +984,16 @@ def sonded_module(tmp_path_factory):
     make, made = _sonded_factory(tmp_path_factory.mktemp("sonded"))
     yield make()
     _sonded_teardown(made)
+
+
+def wait_for(cond, timeout=10.0, what="the condition", interval=0.05):
+    """Polls cond() until it is truthy (returns its value) or fails the test
+    after timeout seconds naming what was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
