@@ -7,8 +7,9 @@
  * (for the server commands: sonded unreachable or refusing), 2 usage
  * error.  Errors are printed to stderr as "sonde CMD: message".
  *
- * The server commands (cmd_server.c, and `top SESSION`) talk to sonded
- * through client.h and share its options: --server, --token, --json.
+ * The server commands (cmd_server.c, cmd_settings.c, cmd_token.c, and
+ * `top SESSION`) talk to sonded through client.h and share its options:
+ * --server, --token, --json; all but top run on command.h.
  */
 #ifndef SONDE_CLI_COMMANDS_H
 #define SONDE_CLI_COMMANDS_H
@@ -17,13 +18,15 @@ int cmd_record(int argc, char **argv);   /* sonde record [-F HZ] [--cpu|--wall] 
 int cmd_top(int argc, char **argv);      /* sonde top [-n N] [--sample-index NAME] FILE|SESSION */
 int cmd_collapse(int argc, char **argv); /* sonde collapse [--sample-index NAME] FILE */
 
-/* Against sonded (cmd_server.c). */
+/* Against sonded: cmd_server.c */
 int cmd_agents(int argc, char **argv);      /* sonde agents [--app A] [--status S] */
 int cmd_sessions(int argc, char **argv);    /* sonde sessions [--app A] [--since D] ... */
 int cmd_get(int argc, char **argv);         /* sonde get SESSION [-o FILE] */
 int cmd_profile_now(int argc, char **argv); /* sonde profile-now [--app A] [--duration S] */
+/* cmd_settings.c */
 int cmd_triggers(int argc, char **argv);    /* sonde triggers [show|set|reset] ... */
 int cmd_sampling(int argc, char **argv);    /* sonde sampling [show|set|reset] ... */
+/* cmd_token.c */
 int cmd_token(int argc, char **argv);       /* sonde token create|list|revoke ... */
 
 #endif

@@ -32,6 +32,20 @@ json_t *api_token_json(const struct store_token *t);
 
 /* --- settings.c ---------------------------------------------------- */
 
+/* One field of a settings document: an integer in [min, max], or a
+ * boolean (is_bool).  The ranges are those of docs/api.md: api_setting.c
+ * refuses a write outside them, settings.c skips a stored field outside
+ * them.  Each table ends with a {NULL} entry. */
+struct settings_rule {
+    const char *name;
+    int is_bool;
+    int64_t min, max;
+};
+extern const struct settings_rule settings_trigger_rules[];  /* of "cpu" and of "memory" */
+extern const struct settings_rule settings_sampling_rules[]; /* of default sampling */
+/* 1 when v is a value r allows, else 0. */
+int settings_value_ok(const struct settings_rule *r, json_t *v);
+
 /* Effective trigger settings of app ("" or NULL = workspace):
  *   {"cpu":{"enabled","threshold","duration_s","cooldown_s"},"memory":{…}}
  * the app's override where one is stored, else the workspace document,

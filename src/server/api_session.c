@@ -58,8 +58,45 @@ static int query_enum(const struct request *req, struct response *res, const cha
     return -EINVAL;
 }
 
+/* A store error about the object of the request's {id}: 404 "<kind>
+ * <id> <problem>" for -ENOENT, else the store's own. */
+static enum http_result id_error(struct request *req, struct response *res, int rc,
+                                 const char *kind, const char *problem)
+{
+    char what[64];
+
+    snprintf(what, sizeof what, "%s %lld %s", kind, (long long)req->id, problem);
+    http_store_error(res, req->srv->store, rc, rc == -ENOENT ? what : NULL);
+    return HTTP_DONE;
+}
+
+/* The JSON array of render(item, req) for the n items of size bytes at
+ * items, which it frees.  NULL after a 500 "out of memory listing
+ * <what>" on res. */
+static json_t *list_json(const void *items, size_t n, size_t size,
+                         json_t *(*render)(const void *item, const struct request *req),
+                         const struct request *req, const char *what, struct response *res)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++) {
+        if (json_array_append_new(arr, render((const char *)items + i * size, req)) < 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    free((void *)items);
+    if (!arr)
+        http_error(res, 500, "out of memory listing %s", what);
+    return arr;
+}
+
 /* ------------------------------------------------------------------ */
 /* Agents                                                              */
+
+static json_t *render_agent(const void *a, const struct request *req)
+{
+    return api_agent_json(a, req->now_ms, req->srv->cfg.heartbeat_s);
+}
 
 static enum http_result agents_list(struct request *req, struct response *res)
 {
@@ -80,22 +117,15 @@ static enum http_result agents_list(struct request *req, struct response *res)
         http_store_error(res, req->srv->store, rc, NULL);
         return HTTP_DONE;
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; arr && i < n; i++) {
-        /* Status is computed from last_seen_ms at this moment, not stored,
-         * so the filter runs here rather than in the store. */
-        if (status && strcmp(agent_status(&agents[i], req->now_ms, heartbeat_s), status) != 0)
-            continue;
-        if (json_array_append_new(arr, api_agent_json(&agents[i], req->now_ms, heartbeat_s)) < 0) {
-            json_decref(arr);
-            arr = NULL;
-        }
-    }
-    free(agents);
-    if (!arr) {
-        http_error(res, 500, "out of memory listing agents");
+    /* Status is computed from last_seen_ms at this moment, not stored, so
+     * the filter runs here rather than in the store. */
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!status || strcmp(agent_status(&agents[i], req->now_ms, heartbeat_s), status) == 0)
+            agents[kept++] = agents[i];
+    json_t *arr = list_json(agents, kept, sizeof *agents, render_agent, req, "agents", res);
+    if (!arr)
         return HTTP_DONE;
-    }
     http_json(res, 200, json_pack("{s:o}", "agents", arr));
     return HTTP_DONE;
 }
@@ -103,20 +133,22 @@ static enum http_result agents_list(struct request *req, struct response *res)
 static enum http_result agent_get(struct request *req, struct response *res)
 {
     struct store_agent a;
-    char what[64];
     int rc = store_agent_get(req->srv->store, req->id, &a);
 
-    if (rc < 0) {
-        snprintf(what, sizeof what, "agent %lld not found", (long long)req->id);
-        http_store_error(res, req->srv->store, rc, rc == -ENOENT ? what : NULL);
-        return HTTP_DONE;
-    }
+    if (rc < 0)
+        return id_error(req, res, rc, "agent", "not found");
     http_json(res, 200, api_agent_json(&a, req->now_ms, req->srv->cfg.heartbeat_s));
     return HTTP_DONE;
 }
 
 /* ------------------------------------------------------------------ */
 /* Sessions                                                            */
+
+static json_t *render_session(const void *s, const struct request *req)
+{
+    (void)req;
+    return api_session_json(s);
+}
 
 static enum http_result sessions_list(struct request *req, struct response *res)
 {
@@ -152,18 +184,9 @@ static enum http_result sessions_list(struct request *req, struct response *res)
         http_store_error(res, req->srv->store, rc, NULL);
         return HTTP_DONE;
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; arr && i < n; i++) {
-        if (json_array_append_new(arr, api_session_json(&sessions[i])) < 0) {
-            json_decref(arr);
-            arr = NULL;
-        }
-    }
-    free(sessions);
-    if (!arr) {
-        http_error(res, 500, "out of memory listing sessions");
+    json_t *arr = list_json(sessions, n, sizeof *sessions, render_session, req, "sessions", res);
+    if (!arr)
         return HTTP_DONE;
-    }
     http_json(res, 200,
               json_pack("{s:o,s:I,s:I,s:I}", "sessions", arr, "total", (json_int_t)total,
                         "limit", (json_int_t)limit, "offset", (json_int_t)offset));
@@ -173,14 +196,10 @@ static enum http_result sessions_list(struct request *req, struct response *res)
 static enum http_result session_get(struct request *req, struct response *res)
 {
     struct store_session s;
-    char what[64];
     int rc = store_session_get(req->srv->store, req->id, &s);
 
-    if (rc < 0) {
-        snprintf(what, sizeof what, "session %lld not found", (long long)req->id);
-        http_store_error(res, req->srv->store, rc, rc == -ENOENT ? what : NULL);
-        return HTTP_DONE;
-    }
+    if (rc < 0)
+        return id_error(req, res, rc, "session", "not found");
     http_json(res, 200, api_session_json(&s));
     return HTTP_DONE;
 }
@@ -190,26 +209,19 @@ static enum http_result session_profile(struct request *req, struct response *re
     struct store_session s;
     void *buf = NULL;
     size_t len = 0;
-    char what[64];
-    long long id = (long long)req->id;
 
     /* The session first: "unknown session" and "no profile yet" are both
      * 404 but say different things to whoever is waiting for an upload. */
     int rc = store_session_get(req->srv->store, req->id, &s);
-    if (rc == 0) {
-        rc = store_profile_get(req->srv->store, req->id, &buf, &len);
-        snprintf(what, sizeof what, "session %lld has no profile", id);
-    } else {
-        snprintf(what, sizeof what, "session %lld not found", id);
-    }
-    if (rc < 0) {
-        http_store_error(res, req->srv->store, rc, rc == -ENOENT ? what : NULL);
-        return HTTP_DONE;
-    }
+    if (rc < 0)
+        return id_error(req, res, rc, "session", "not found");
+    rc = store_profile_get(req->srv->store, req->id, &buf, &len);
+    if (rc < 0)
+        return id_error(req, res, rc, "session", "has no profile");
     http_bytes_take(res, 200, "application/octet-stream", buf, len);
     snprintf(res->header_name, sizeof res->header_name, "Content-Disposition");
     snprintf(res->header_value, sizeof res->header_value,
-             "attachment; filename=\"session-%lld.pb.gz\"", id);
+             "attachment; filename=\"session-%lld.pb.gz\"", (long long)req->id);
     return HTTP_DONE;
 }
 

@@ -20,46 +20,33 @@
 
 #include "server/api.h"
 
-/* An integer field in [min, max], or a boolean (is_bool).  The ranges are
- * those of docs/api.md; settings.c checks stored documents against the
- * same ones. */
-struct field_rule {
-    const char *name;
-    int is_bool;
-    int64_t min, max;
-};
+#define TRIGGERS_ROUTE "/api/v1/triggers"
+#define SAMPLING_ROUTE "/api/v1/default-sampling"
 
-static const struct field_rule trigger_rules[] = {
-    {"enabled", 1, 0, 1},
-    {"threshold", 0, 1, 100},
-    {"duration_s", 0, 10, 3600},
-    {"cooldown_s", 0, 0, 86400},
-    {NULL, 0, 0, 0},
-};
-
-static const struct field_rule sampling_rules[] = {
-    {"enabled", 1, 0, 1},
-    {"window_s", 0, 10, 3600},
-    {"period_s", 0, 60, 86400},
-    {NULL, 0, 0, 0},
-};
-
-/* One settings resource: its store key, its document's parts (the
- * triggers have "cpu" and "memory" objects; default sampling is flat) and
- * how to compute its effective value. */
+/* One settings resource: its route, its store key, its document's parts
+ * (the triggers have "cpu" and "memory" objects; default sampling is
+ * flat) and how to compute its effective value. */
 struct setting_kind {
-    const char *key;              /* store key */
-    const char *const *parts;     /* sub-objects, NULL = flat document */
-    const struct field_rule *rules;
+    const char *route;
+    const char *key;                   /* store key */
+    const char *const *parts;          /* sub-objects, NULL = flat document */
+    const struct settings_rule *rules; /* api.h, the ranges of docs/api.md */
     json_t *(*effective)(struct server *srv, const char *app, struct response *res);
 };
 
 static const char *const trigger_parts[] = {"cpu", "memory", NULL};
 
-static const struct setting_kind triggers_kind = {"triggers", trigger_parts, trigger_rules,
-                                                  settings_triggers};
-static const struct setting_kind sampling_kind = {"default_sampling", NULL, sampling_rules,
+static const struct setting_kind triggers_kind = {TRIGGERS_ROUTE, "triggers", trigger_parts,
+                                                  settings_trigger_rules, settings_triggers};
+static const struct setting_kind sampling_kind = {SAMPLING_ROUTE, "default_sampling", NULL,
+                                                  settings_sampling_rules,
                                                   settings_default_sampling};
+
+/* The resource of a settings route: its path is one of the two. */
+static const struct setting_kind *kind_of(const struct request *req)
+{
+    return strcmp(req->path, SAMPLING_ROUTE) == 0 ? &sampling_kind : &triggers_kind;
+}
 
 /* "cpu.threshold" or "window_s", for messages. */
 static void field_path(char *buf, size_t len, const char *part, const char *name)
@@ -74,35 +61,32 @@ static void field_path(char *buf, size_t len, const char *part, const char *name
  * unknown fields.  part names the sub-object in messages (NULL = top).
  * 0, or -EINVAL with a 400 on res. */
 static int merge_fields(json_t *dst, json_t *patch, const char *part,
-                        const struct field_rule *rules, struct response *res)
+                        const struct settings_rule *rules, struct response *res)
 {
     char path[64];
     const char *key;
     json_t *v;
 
     json_object_foreach(patch, key, v) {
-        const struct field_rule *r = rules;
+        const struct settings_rule *r = rules;
         while (r->name && strcmp(r->name, key) != 0)
             r++;
         if (!r->name) {
             char known[128] = "";
-            for (const struct field_rule *k = rules; k->name; k++)
+            for (const struct settings_rule *k = rules; k->name; k++)
                 snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
                          k == rules ? "" : ", ", k->name);
             http_error(res, 400, "unknown field '%s%s%.64s' (known: %s)", part ? part : "",
                        part ? "." : "", key, known);
             return -EINVAL;
         }
-        field_path(path, sizeof path, part, r->name);
-        if (r->is_bool) {
-            if (!json_is_boolean(v)) {
+        if (!settings_value_ok(r, v)) {
+            field_path(path, sizeof path, part, r->name);
+            if (r->is_bool)
                 http_error(res, 400, "field '%s' must be a boolean", path);
-                return -EINVAL;
-            }
-        } else if (!json_is_integer(v) || json_integer_value(v) < r->min ||
-                   json_integer_value(v) > r->max) {
-            http_error(res, 400, "field '%s' must be an integer in %lld..%lld", path,
-                       (long long)r->min, (long long)r->max);
+            else
+                http_error(res, 400, "field '%s' must be an integer in %lld..%lld", path,
+                           (long long)r->min, (long long)r->max);
             return -EINVAL;
         }
         if (json_object_set(dst, r->name, v) != 0) {
@@ -190,18 +174,18 @@ static enum http_result answer_document(struct server *srv, const struct setting
     return HTTP_DONE;
 }
 
-static enum http_result get_setting(const struct setting_kind *kind, struct request *req,
-                                    struct response *res)
+static enum http_result get_setting(struct request *req, struct response *res)
 {
+    const struct setting_kind *kind = kind_of(req);
     const char *app;
     if (app_param(req, res, &app) != 0)
         return HTTP_DONE;
     return answer_document(req->srv, kind, app, res);
 }
 
-static enum http_result put_setting(const struct setting_kind *kind, struct request *req,
-                                    struct response *res)
+static enum http_result put_setting(struct request *req, struct response *res)
 {
+    const struct setting_kind *kind = kind_of(req);
     struct server *srv = req->srv;
     const char *app;
     if (app_param(req, res, &app) != 0)
@@ -249,9 +233,9 @@ static enum http_result put_setting(const struct setting_kind *kind, struct requ
 
 /* Removes the app's override (or, without app, the workspace document:
  * back to the defaults); answers the settings now in effect. */
-static enum http_result delete_setting(const struct setting_kind *kind, struct request *req,
-                                       struct response *res)
+static enum http_result delete_setting(struct request *req, struct response *res)
 {
+    const struct setting_kind *kind = kind_of(req);
     struct server *srv = req->srv;
     const char *app;
     if (app_param(req, res, &app) != 0)
@@ -274,36 +258,6 @@ static enum http_result delete_setting(const struct setting_kind *kind, struct r
     }
     server_notify(srv);
     return answer_document(srv, kind, app, res);
-}
-
-static enum http_result get_triggers(struct request *req, struct response *res)
-{
-    return get_setting(&triggers_kind, req, res);
-}
-
-static enum http_result put_triggers(struct request *req, struct response *res)
-{
-    return put_setting(&triggers_kind, req, res);
-}
-
-static enum http_result delete_triggers(struct request *req, struct response *res)
-{
-    return delete_setting(&triggers_kind, req, res);
-}
-
-static enum http_result get_sampling(struct request *req, struct response *res)
-{
-    return get_setting(&sampling_kind, req, res);
-}
-
-static enum http_result put_sampling(struct request *req, struct response *res)
-{
-    return put_setting(&sampling_kind, req, res);
-}
-
-static enum http_result delete_sampling(struct request *req, struct response *res)
-{
-    return delete_setting(&sampling_kind, req, res);
 }
 
 /* ------------------------------------------------------------------ */
@@ -407,12 +361,12 @@ static enum http_result get_profile_now(struct request *req, struct response *re
 }
 
 const struct route api_setting_routes[] = {
-    {"GET", "/api/v1/triggers", ROLES_READ, 0, get_triggers},
-    {"PUT", "/api/v1/triggers", ROLES_WRITE, 0, put_triggers},
-    {"DELETE", "/api/v1/triggers", ROLES_WRITE, 0, delete_triggers},
-    {"GET", "/api/v1/default-sampling", ROLES_READ, 0, get_sampling},
-    {"PUT", "/api/v1/default-sampling", ROLES_WRITE, 0, put_sampling},
-    {"DELETE", "/api/v1/default-sampling", ROLES_WRITE, 0, delete_sampling},
+    {"GET", TRIGGERS_ROUTE, ROLES_READ, 0, get_setting},
+    {"PUT", TRIGGERS_ROUTE, ROLES_WRITE, 0, put_setting},
+    {"DELETE", TRIGGERS_ROUTE, ROLES_WRITE, 0, delete_setting},
+    {"GET", SAMPLING_ROUTE, ROLES_READ, 0, get_setting},
+    {"PUT", SAMPLING_ROUTE, ROLES_WRITE, 0, put_setting},
+    {"DELETE", SAMPLING_ROUTE, ROLES_WRITE, 0, delete_setting},
     {"POST", "/api/v1/profile-now", ROLES_WRITE, 0, post_profile_now},
     {"GET", "/api/v1/profile-now", ROLES_READ, 0, get_profile_now},
     {NULL, NULL, 0, 0, NULL},

@@ -424,52 +424,32 @@ static enum http_result answer_view(struct request *req, struct response *res,
     return HTTP_DONE;
 }
 
-static enum http_result one_session(struct request *req, struct response *res,
-                                    enum view_kind kind)
+/* The view a route names: its path's last segment. */
+static enum view_kind view_of(const struct request *req)
+{
+    const char *last = strrchr(req->path, '/');
+    return strcmp(last, "/top") == 0         ? VIEW_TOP
+           : strcmp(last, "/collapsed") == 0 ? VIEW_COLLAPSED
+                                             : VIEW_FLAMEGRAPH;
+}
+
+/* /api/v1/sessions/{id}/<view>: a selection of one session. */
+static enum http_result session_view(struct request *req, struct response *res)
 {
     struct selection sel = {.session_id = req->id};
 
     snprintf(sel.what, sizeof sel.what, "session %lld", (long long)req->id);
-    return answer_view(req, res, &sel, kind);
+    return answer_view(req, res, &sel, view_of(req));
 }
 
-static enum http_result merged(struct request *req, struct response *res, enum view_kind kind)
+/* /api/v1/views/<view>: the selection of the query. */
+static enum http_result merged_view(struct request *req, struct response *res)
 {
     struct selection sel;
 
     if (parse_selection(req, res, "", &sel) < 0)
         return HTTP_DONE;
-    return answer_view(req, res, &sel, kind);
-}
-
-static enum http_result session_flamegraph(struct request *req, struct response *res)
-{
-    return one_session(req, res, VIEW_FLAMEGRAPH);
-}
-
-static enum http_result session_top(struct request *req, struct response *res)
-{
-    return one_session(req, res, VIEW_TOP);
-}
-
-static enum http_result session_collapsed(struct request *req, struct response *res)
-{
-    return one_session(req, res, VIEW_COLLAPSED);
-}
-
-static enum http_result views_flamegraph(struct request *req, struct response *res)
-{
-    return merged(req, res, VIEW_FLAMEGRAPH);
-}
-
-static enum http_result views_top(struct request *req, struct response *res)
-{
-    return merged(req, res, VIEW_TOP);
-}
-
-static enum http_result views_collapsed(struct request *req, struct response *res)
-{
-    return merged(req, res, VIEW_COLLAPSED);
+    return answer_view(req, res, &sel, view_of(req));
 }
 
 /* ------------------------------------------------------------------ */
@@ -532,12 +512,12 @@ out:
 /* The views of one session live here, beside the merged ones, so that
  * both run merge_selection(); their paths are under /sessions/. */
 const struct route api_view_routes[] = {
-    {"GET", "/api/v1/sessions/{id}/flamegraph", ROLES_READ, 0, session_flamegraph},
-    {"GET", "/api/v1/sessions/{id}/top", ROLES_READ, 0, session_top},
-    {"GET", "/api/v1/sessions/{id}/collapsed", ROLES_READ, 0, session_collapsed},
-    {"GET", "/api/v1/views/flamegraph", ROLES_READ, 0, views_flamegraph},
-    {"GET", "/api/v1/views/top", ROLES_READ, 0, views_top},
-    {"GET", "/api/v1/views/collapsed", ROLES_READ, 0, views_collapsed},
+    {"GET", "/api/v1/sessions/{id}/flamegraph", ROLES_READ, 0, session_view},
+    {"GET", "/api/v1/sessions/{id}/top", ROLES_READ, 0, session_view},
+    {"GET", "/api/v1/sessions/{id}/collapsed", ROLES_READ, 0, session_view},
+    {"GET", "/api/v1/views/flamegraph", ROLES_READ, 0, merged_view},
+    {"GET", "/api/v1/views/top", ROLES_READ, 0, merged_view},
+    {"GET", "/api/v1/views/collapsed", ROLES_READ, 0, merged_view},
     {"GET", "/api/v1/views/diff", ROLES_READ, 0, views_diff},
     {NULL, NULL, 0, 0, NULL},
 };

@@ -18,6 +18,8 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,11 +56,15 @@ static int64_t wall_ms(void)
 /* ------------------------------------------------------------------ */
 /* Command line                                                        */
 
-static int bad_usage(const char *fmt, const char *arg)
+static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad_usage(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "sonded: ");
-    fprintf(stderr, fmt, arg);
+    vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n(sonded --help lists the options)\n");
+    va_end(ap);
     return 2;
 }
 
@@ -102,16 +108,46 @@ static int parse_listen(const char *s, struct server_config *cfg)
     return 0;
 }
 
+/* The integer options: a decimal in [min, max] into the int member at
+ * offset of struct server_config, or, for mib, MiB into the size_t
+ * member in bytes. */
+static const struct int_option {
+    const char *name;
+    long min, max;
+    size_t offset;
+    int mib;
+} int_options[] = {
+    {"--threads", 1, 256, offsetof(struct server_config, threads), 0},
+    {"--retention-days", 1, 36500, offsetof(struct server_config, retention_days), 0},
+    {"--heartbeat-s", 1, 3600, offsetof(struct server_config, heartbeat_s), 0},
+    {"--max-upload-mb", 1, 1024, offsetof(struct server_config, max_upload), 1},
+    {"--max-profile-mb", 1, 4096, offsetof(struct server_config, max_profile), 1},
+};
+
+static const struct int_option *int_option(const char *name)
+{
+    for (size_t k = 0; k < sizeof int_options / sizeof int_options[0]; k++)
+        if (strcmp(name, int_options[k].name) == 0)
+            return &int_options[k];
+    return NULL;
+}
+
+static void set_int_option(struct server_config *cfg, const struct int_option *o, long v)
+{
+    void *member = (char *)cfg + o->offset;
+    if (o->mib)
+        *(size_t *)member = (size_t)v << 20;
+    else
+        *(int *)member = (int)v;
+}
+
 static int option_known(const char *name)
 {
-    static const char *const names[] = {
-        "--listen",      "--data",         "--db",           "--threads", "--retention-days",
-        "--heartbeat-s", "--max-upload-mb", "--max-profile-mb", NULL,
-    };
+    static const char *const names[] = {"--listen", "--data", "--db", NULL};
     for (size_t i = 0; names[i]; i++)
         if (strcmp(names[i], name) == 0)
             return 1;
-    return 0;
+    return int_option(name) != NULL;
 }
 
 /* Fills cfg from argv.  0 to run, 1 when done (help/version printed),
@@ -150,8 +186,14 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
             val = argv[++i];
         }
 
-        long v;
-        if (strcmp(name, "--listen") == 0) {
+        const struct int_option *io = int_option(name);
+        if (io) {
+            long v;
+            if (parse_int(val, io->min, io->max, &v))
+                return bad_usage("%s: an integer in %ld..%ld, not '%s'", io->name, io->min,
+                                 io->max, val);
+            set_int_option(cfg, io, v);
+        } else if (strcmp(name, "--listen") == 0) {
             if (parse_listen(val, cfg) < 0)
                 return bad_usage("--listen: expected HOST:PORT with PORT 0..65535, not '%s'",
                                  val);
@@ -163,26 +205,6 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
             if (!*val || strlen(val) >= sizeof(cfg->db_url))
                 return bad_usage("--db: a URL of 1..599 bytes, not '%s'", val);
             snprintf(cfg->db_url, sizeof(cfg->db_url), "%s", val);
-        } else if (strcmp(name, "--threads") == 0) {
-            if (parse_int(val, 1, 256, &v))
-                return bad_usage("--threads: an integer in 1..256, not '%s'", val);
-            cfg->threads = (int)v;
-        } else if (strcmp(name, "--retention-days") == 0) {
-            if (parse_int(val, 1, 36500, &v))
-                return bad_usage("--retention-days: an integer in 1..36500, not '%s'", val);
-            cfg->retention_days = (int)v;
-        } else if (strcmp(name, "--heartbeat-s") == 0) {
-            if (parse_int(val, 1, 3600, &v))
-                return bad_usage("--heartbeat-s: an integer in 1..3600, not '%s'", val);
-            cfg->heartbeat_s = (int)v;
-        } else if (strcmp(name, "--max-upload-mb") == 0) {
-            if (parse_int(val, 1, 1024, &v))
-                return bad_usage("--max-upload-mb: an integer in 1..1024, not '%s'", val);
-            cfg->max_upload = (size_t)v << 20;
-        } else if (strcmp(name, "--max-profile-mb") == 0) {
-            if (parse_int(val, 1, 4096, &v))
-                return bad_usage("--max-profile-mb: an integer in 1..4096, not '%s'", val);
-            cfg->max_profile = (size_t)v << 20;
         } else {
             return bad_usage("unknown option '%s'", name);
         }

@@ -12,8 +12,8 @@
  * document that lacks a field or holds a bad one (written by another
  * version, or by hand), which then falls back to the layer below instead
  * of reaching agents.  So a stored document is not trusted: a field is
- * taken only with its type and range, the same ranges api_setting.c
- * enforces on writes.
+ * taken only with its type and range: the rules below (api.h), which
+ * api_setting.c enforces on writes.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -21,15 +21,7 @@
 
 #include "server/api.h"
 
-/* One field of a settings object: an integer in [min, max], or a boolean
- * (is_bool). */
-struct field_rule {
-    const char *name;
-    int is_bool;
-    int64_t min, max;
-};
-
-static const struct field_rule trigger_rules[] = {
+const struct settings_rule settings_trigger_rules[] = {
     {"enabled", 1, 0, 1},
     {"threshold", 0, 1, 100},
     {"duration_s", 0, 10, 3600},
@@ -37,12 +29,20 @@ static const struct field_rule trigger_rules[] = {
     {NULL, 0, 0, 0},
 };
 
-static const struct field_rule sampling_rules[] = {
+const struct settings_rule settings_sampling_rules[] = {
     {"enabled", 1, 0, 1},
     {"window_s", 0, 10, 3600},
     {"period_s", 0, 60, 86400},
     {NULL, 0, 0, 0},
 };
+
+int settings_value_ok(const struct settings_rule *r, json_t *v)
+{
+    if (r->is_bool)
+        return json_is_boolean(v);
+    return json_is_integer(v) && json_integer_value(v) >= r->min &&
+           json_integer_value(v) <= r->max;
+}
 
 static json_t *trigger_defaults(void)
 {
@@ -52,23 +52,13 @@ static json_t *trigger_defaults(void)
 
 /* Copies into dst every field of src that obeys rules; others are left
  * as they are in dst.  0 or -ENOMEM. */
-static int overlay(json_t *dst, json_t *src, const struct field_rule *rules)
+static int overlay(json_t *dst, json_t *src, const struct settings_rule *rules)
 {
     if (!json_is_object(src))
         return 0;
-    for (const struct field_rule *r = rules; r->name; r++) {
+    for (const struct settings_rule *r = rules; r->name; r++) {
         json_t *v = json_object_get(src, r->name);
-        if (!v)
-            continue;
-        if (r->is_bool) {
-            if (!json_is_boolean(v))
-                continue;
-        } else {
-            if (!json_is_integer(v) || json_integer_value(v) < r->min ||
-                json_integer_value(v) > r->max)
-                continue;
-        }
-        if (json_object_set(dst, r->name, v) != 0)
+        if (v && settings_value_ok(r, v) && json_object_set(dst, r->name, v) != 0)
             return -ENOMEM;
     }
     return 0;
@@ -101,10 +91,11 @@ static int layer(struct server *srv, const char *key, const char *app, json_t *d
 
 static int apply_triggers(json_t *doc, json_t *stored)
 {
-    if (overlay(json_object_get(doc, "cpu"), json_object_get(stored, "cpu"), trigger_rules) != 0)
+    if (overlay(json_object_get(doc, "cpu"), json_object_get(stored, "cpu"),
+                settings_trigger_rules) != 0)
         return -ENOMEM;
     return overlay(json_object_get(doc, "memory"), json_object_get(stored, "memory"),
-                   trigger_rules);
+                   settings_trigger_rules);
 }
 
 static int apply_sampling(json_t *doc, json_t *stored)
@@ -114,7 +105,7 @@ static int apply_sampling(json_t *doc, json_t *stored)
     json_t *trial = json_deep_copy(doc);
     if (!trial)
         return -ENOMEM;
-    if (overlay(trial, stored, sampling_rules) != 0) {
+    if (overlay(trial, stored, settings_sampling_rules) != 0) {
         json_decref(trial);
         return -ENOMEM;
     }

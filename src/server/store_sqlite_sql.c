@@ -1,0 +1,253 @@
+/*
+ * store_sqlite_sql.c — every SQL text of the SQLite store (see
+ * store_sqlite_internal.h for its other files): the schema's migrations,
+ * the fixed statements by enum stmt_id, and the filtered queries built
+ * from the filter fields present.
+ *
+ * Building a filtered query's WHERE clause from the fields present
+ * (rather than "(? = '' OR app = ?)") keeps every filter on an index; the
+ * 64 combinations per kind are cheap to cache, and store_sqlite.c
+ * prepares each once per connection.
+ *
+ * In a profiles row the flame tree comes before the pprof: SQLite stores
+ * a row's payload as one chain of overflow pages and reads it front to
+ * back, so a merge that wants only the tree stops before the (larger)
+ * pprof.
+ *
+ * Portability (PostgreSQL is the next implementation).  Queries use
+ * standard SQL that PostgreSQL accepts unchanged but for mechanical
+ * rewrites: placeholders ?N → $N; BEGIN IMMEDIATE → BEGIN (PostgreSQL
+ * takes row locks on write); INSERT … RETURNING id and INSERT … ON
+ * CONFLICT … DO UPDATE are the same in both.  Types are INTEGER/BIGINT,
+ * DOUBLE PRECISION, TEXT and BLOB (bytea in PostgreSQL); the DDL's
+ * "INTEGER PRIMARY KEY AUTOINCREMENT" (a rowid alias, never reusing an id
+ * — a session id in a URL never comes to mean another session after a
+ * purge) becomes "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY".
+ * PRAGMAs are SQLite's alone and stay in store_sqlite.c.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "server/store_sqlite_internal.h"
+
+/* ------------------------------------------------------------------ */
+/* Schema                                                              */
+
+/* Applied in order, each once, each in one transaction.  Never edit an
+ * entry that has shipped: append a new one. */
+const char *const sq_migrations[] = {
+    /* 1: everything of issue 4. */
+    "CREATE TABLE agents ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  app TEXT NOT NULL,"
+    "  instance TEXT NOT NULL,"
+    "  pid BIGINT NOT NULL,"
+    "  agent_version TEXT NOT NULL,"
+    "  cmdline TEXT NOT NULL,"
+    "  started_ms BIGINT NOT NULL,"
+    "  registered_ms BIGINT NOT NULL,"
+    "  last_seen_ms BIGINT NOT NULL,"
+    "  stopped_ms BIGINT NOT NULL DEFAULT 0,"
+    "  cpu_pct DOUBLE PRECISION NOT NULL DEFAULT -1,"
+    "  mem_pct DOUBLE PRECISION NOT NULL DEFAULT -1);"
+    "CREATE INDEX agents_app ON agents (app, registered_ms);"
+    "CREATE INDEX agents_last_seen ON agents (last_seen_ms);"
+    /* agent_id is not a foreign key: retention drops an agent's row when
+     * it has not been seen for the retention period, while sessions are
+     * kept by their own start time; load tests store sessions with no
+     * agent at all (agent_id 0). */
+    "CREATE TABLE sessions ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  agent_id BIGINT NOT NULL,"
+    "  triggered_by TEXT NOT NULL,"
+    "  request_id BIGINT NOT NULL DEFAULT 0,"
+    "  app TEXT NOT NULL,"
+    "  instance TEXT NOT NULL,"
+    "  pid BIGINT NOT NULL,"
+    "  start_ms BIGINT NOT NULL,"
+    "  duration_ms BIGINT NOT NULL,"
+    "  profile_types TEXT NOT NULL,"
+    "  samples BIGINT NOT NULL,"
+    "  traces BIGINT NOT NULL,"
+    "  cpu_pct DOUBLE PRECISION NOT NULL,"
+    "  mem_pct DOUBLE PRECISION NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  profile_bytes BIGINT NOT NULL DEFAULT 0,"
+    "  created_ms BIGINT NOT NULL,"
+    "  updated_ms BIGINT NOT NULL);"
+    "CREATE INDEX sessions_app_start ON sessions (app, start_ms);"
+    "CREATE INDEX sessions_start ON sessions (start_ms);"
+    "CREATE INDEX sessions_triggered_start ON sessions (triggered_by, start_ms);"
+    /* session_id is the rowid (no second index); tree before pprof, see
+     * the top of the file. */
+    "CREATE TABLE profiles ("
+    "  session_id INTEGER PRIMARY KEY REFERENCES sessions (id) ON DELETE CASCADE,"
+    "  samples BIGINT NOT NULL,"
+    "  bytes BIGINT NOT NULL,"
+    "  sample_types TEXT NOT NULL,"
+    "  created_ms BIGINT NOT NULL,"
+    "  tree BLOB NOT NULL,"
+    "  pprof BLOB NOT NULL);"
+    "CREATE TABLE profile_now ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  app TEXT NOT NULL,"
+    "  duration_s BIGINT NOT NULL,"
+    "  created_ms BIGINT NOT NULL,"
+    "  token_id BIGINT NOT NULL DEFAULT 0);"
+    "CREATE TABLE settings ("
+    "  key TEXT NOT NULL,"
+    "  app TEXT NOT NULL,"
+    "  json TEXT NOT NULL,"
+    "  PRIMARY KEY (key, app));"
+    "CREATE TABLE settings_version (version BIGINT NOT NULL);"
+    "INSERT INTO settings_version (version) VALUES (0);"
+    "CREATE TABLE tokens ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL,"
+    "  role TEXT NOT NULL,"
+    "  hash TEXT NOT NULL UNIQUE,"
+    "  created_ms BIGINT NOT NULL,"
+    "  last_used_ms BIGINT NOT NULL DEFAULT 0,"
+    "  revoked_ms BIGINT NOT NULL DEFAULT 0);",
+};
+const size_t sq_migrations_n = sizeof sq_migrations / sizeof sq_migrations[0];
+
+/* ------------------------------------------------------------------ */
+/* Statements                                                          */
+
+#define AGENT_COLS                                                                                 \
+    "a.id, a.app, a.instance, a.pid, a.agent_version, a.cmdline, a.started_ms, "                   \
+    "a.registered_ms, a.last_seen_ms, a.stopped_ms, a.cpu_pct, a.mem_pct"
+#define SESSION_COLS                                                                               \
+    "s.id, s.agent_id, s.triggered_by, s.request_id, s.app, s.instance, s.pid, s.start_ms, "       \
+    "s.duration_ms, s.profile_types, s.samples, s.traces, s.cpu_pct, s.mem_pct, s.state, "         \
+    "s.profile_bytes, s.created_ms, s.updated_ms"
+#define TOKEN_COLS "t.id, t.name, t.role, t.hash, t.created_ms, t.last_used_ms, t.revoked_ms"
+#define PN_COLS "r.id, r.app, r.duration_s, r.created_ms, r.token_id"
+
+const char *const sq_stmt_sql[S_COUNT] = {
+    [S_BEGIN_WRITE] = "BEGIN IMMEDIATE",
+    [S_BEGIN_READ] = "BEGIN",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_AGENT_INSERT] = "INSERT INTO agents (app, instance, pid, agent_version, cmdline, "
+                       "started_ms, registered_ms, last_seen_ms, stopped_ms, cpu_pct, mem_pct) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+    [S_AGENT_HEARTBEAT] = "UPDATE agents SET last_seen_ms = ?2, "
+                          "cpu_pct = CASE WHEN ?3 >= 0 THEN ?3 ELSE cpu_pct END, "
+                          "mem_pct = CASE WHEN ?4 >= 0 THEN ?4 ELSE mem_pct END WHERE id = ?1",
+    [S_AGENT_STOP] = "UPDATE agents SET stopped_ms = ?2 WHERE id = ?1",
+    [S_AGENT_GET] = "SELECT " AGENT_COLS " FROM agents a WHERE a.id = ?1",
+    [S_SESSION_INSERT] = "INSERT INTO sessions (agent_id, triggered_by, request_id, app, "
+                         "instance, pid, start_ms, duration_ms, profile_types, samples, traces, "
+                         "cpu_pct, mem_pct, state, profile_bytes, created_ms, updated_ms) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
+                         "0, ?15, ?15) RETURNING id",
+    [S_SESSION_UPDATE] = "UPDATE sessions SET duration_ms = ?2, profile_types = ?3, "
+                         "samples = ?4, traces = ?5, cpu_pct = ?6, mem_pct = ?7, state = ?8, "
+                         "updated_ms = ?9 WHERE id = ?1",
+    [S_SESSION_GET] = "SELECT " SESSION_COLS " FROM sessions s WHERE s.id = ?1",
+    [S_SESSION_EXISTS] = "SELECT 1 FROM sessions WHERE id = ?1",
+    /* The session half of a profile upload; a session that already has
+     * a profile is caught by the profiles primary key right after. */
+    [S_PROFILE_MARK] = "UPDATE sessions SET profile_bytes = ?2, "
+                       "samples = CASE WHEN samples = 0 THEN ?3 ELSE samples END, "
+                       "state = CASE WHEN state = 'running' THEN 'completed' ELSE state END, "
+                       "updated_ms = ?4 WHERE id = ?1",
+    [S_PROFILE_INSERT] = "INSERT INTO profiles (session_id, samples, bytes, sample_types, "
+                         "created_ms, tree, pprof) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_PROFILE_GET] = "SELECT pprof FROM profiles WHERE session_id = ?1",
+    [S_TREE_GET] = "SELECT tree FROM profiles WHERE session_id = ?1",
+    [S_PURGE_SESSIONS] = "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
+                         "WHERE start_ms < ?1 ORDER BY start_ms LIMIT ?2)",
+    [S_PURGE_AGENTS] = "DELETE FROM agents WHERE last_seen_ms < ?1 "
+                       "OR (stopped_ms <> 0 AND stopped_ms < ?1)",
+    [S_PN_INSERT] = "INSERT INTO profile_now (app, duration_s, created_ms, token_id) "
+                    "VALUES (?1, ?2, ?3, ?4) RETURNING id",
+    [S_PN_SINCE] = "SELECT " PN_COLS " FROM profile_now r WHERE r.id > ?1 "
+                   "AND (r.app = '' OR r.app = ?2) AND r.created_ms + r.duration_s * 1000 > ?3 "
+                   "ORDER BY r.id LIMIT ?4",
+    [S_PN_RECENT] = "SELECT " PN_COLS " FROM profile_now r ORDER BY r.id DESC LIMIT ?1",
+    [S_PN_LAST] = "SELECT COALESCE(MAX(id), 0) FROM profile_now",
+    [S_SETTING_GET] = "SELECT json FROM settings WHERE key = ?1 AND app = ?2",
+    [S_SETTING_UPSERT] = "INSERT INTO settings (key, app, json) VALUES (?1, ?2, ?3) "
+                         "ON CONFLICT (key, app) DO UPDATE SET json = excluded.json",
+    [S_SETTING_DELETE] = "DELETE FROM settings WHERE key = ?1 AND app = ?2",
+    [S_SETTING_APPS] = "SELECT app FROM settings WHERE key = ?1 AND app <> '' ORDER BY app "
+                       "LIMIT ?2",
+    [S_SETTINGS_BUMP] = "UPDATE settings_version SET version = version + 1",
+    [S_SETTINGS_VERSION] = "SELECT version FROM settings_version",
+    [S_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_ms, last_used_ms, "
+                       "revoked_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+    [S_TOKEN_FIND] = "SELECT " TOKEN_COLS " FROM tokens t WHERE t.hash = ?1 AND t.revoked_ms = 0",
+    [S_TOKEN_GET] = "SELECT " TOKEN_COLS " FROM tokens t WHERE t.id = ?1",
+    [S_TOKEN_LIST] = "SELECT " TOKEN_COLS " FROM tokens t ORDER BY t.id LIMIT ?1",
+    [S_TOKEN_REVOKE] = "UPDATE tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms = 0",
+    [S_TOKEN_TOUCH] = "UPDATE tokens SET last_used_ms = ?2 WHERE id = ?1 AND last_used_ms < ?3",
+    [S_TOKEN_COUNT_ROLE] = "SELECT COUNT(*) FROM tokens WHERE revoked_ms = 0 AND role = ?1",
+    [S_TOKEN_COUNT_ALL] = "SELECT COUNT(*) FROM tokens WHERE revoked_ms = 0",
+};
+
+/* ------------------------------------------------------------------ */
+/* Filtered queries                                                    */
+
+static void sql_add(char *buf, size_t cap, size_t *len, const char *s)
+{
+    size_t n = strlen(s);
+    if (*len + n < cap) {
+        memcpy(buf + *len, s, n + 1);
+        *len += n;
+    }
+}
+
+/* The fixed parts of each kind: the SELECT (with the join's own
+ * condition, if any) and what follows the filter terms. */
+static const struct {
+    const char *select, *order;
+} filtered_parts[F_COUNT] = {
+    [F_SESSION_LIST] = {"SELECT " SESSION_COLS " FROM sessions s",
+                        " ORDER BY s.start_ms DESC, s.id DESC LIMIT ?6 OFFSET ?7"},
+    [F_SESSION_COUNT] = {"SELECT COUNT(*) FROM sessions s", ""},
+    /* CROSS JOIN (standard SQL) makes SQLite walk sessions in index
+     * order and look profiles up by key, so rows come out newest first
+     * without a sort that would copy every blob. */
+    [F_TREE] = {"SELECT p.session_id, p.tree FROM sessions s CROSS JOIN profiles p"
+                " WHERE p.session_id = s.id",
+                " ORDER BY s.start_ms DESC, s.id DESC LIMIT ?6"},
+    [F_PPROF] = {"SELECT p.session_id, p.pprof FROM sessions s CROSS JOIN profiles p"
+                 " WHERE p.session_id = s.id",
+                 " ORDER BY s.start_ms DESC, s.id DESC LIMIT ?6"},
+    [F_AGENT_LIST] = {"SELECT " AGENT_COLS " FROM agents a",
+                      " ORDER BY a.registered_ms DESC, a.id DESC LIMIT ?6"},
+};
+
+/* Each field binds a fixed placeholder number (FM_*), so binding does not
+ * depend on which others are present. */
+void sq_filtered_sql(enum filtered_kind kind, unsigned mask, char *buf, size_t cap)
+{
+    size_t len = 0;
+    int agent = kind == F_AGENT_LIST;
+    const char *p = agent ? "a." : "s.";
+    buf[0] = '\0';
+    sql_add(buf, cap, &len, filtered_parts[kind].select);
+    const char *glue = strstr(filtered_parts[kind].select, " WHERE ") ? " AND " : " WHERE ";
+    char term[96];
+#define TERM(bit, fmt)                                                                             \
+    if (mask & (bit)) {                                                                            \
+        snprintf(term, sizeof term, "%s" fmt, glue, p);                                            \
+        sql_add(buf, cap, &len, term);                                                             \
+        glue = " AND ";                                                                            \
+    }
+    TERM(FM_APP, "%sapp = ?1")
+    TERM(FM_INSTANCE, "%sinstance = ?2")
+    if (agent) {
+        TERM(FM_FROM, "%slast_seen_ms >= ?4")
+    } else {
+        TERM(FM_TRIGGERED, "%striggered_by = ?3")
+        TERM(FM_FROM, "%sstart_ms >= ?4")
+        TERM(FM_TO, "%sstart_ms < ?5")
+        TERM(FM_WITH_PROFILE, "%sprofile_bytes > 0")
+    }
+#undef TERM
+    sql_add(buf, cap, &len, filtered_parts[kind].order);
+}
