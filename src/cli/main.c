@@ -1,7 +1,8 @@
 /*
  * main.c — the sonde command-line tool: dispatches to one command group
  * per file (commands.h).  Local recording needs no server; the server
- * commands talk to sonded (cmd_server.c, cmd_settings.c, cmd_token.c over command.c and client.c).
+ * commands talk to sonded (cmd_server.c, cmd_settings.c, cmd_token.c,
+ * over command.c and client.c).
  */
 #include <stdio.h>
 #include <string.h>
