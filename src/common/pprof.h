@@ -141,6 +141,14 @@ struct pprof_profile {
     struct pprof_index *index;
 };
 
+/* Inflates the gzip data in[0..len) (one member, or several back to back
+ * as RFC 1952 allows; nothing after the last) into a malloc'ed buffer
+ * (*out, *outlen; the caller frees it) of at most max bytes.  0, -EFBIG
+ * (it inflates past max), -EINVAL (corrupt, truncated, or followed by
+ * garbage) or -ENOMEM, with a message naming the problem in err. */
+int pprof_gunzip(const uint8_t *in, size_t len, size_t max, uint8_t **out, size_t *outlen,
+                 char *err, size_t errlen);
+
 /* Decodes len bytes at buf, gzipped (detected by the gzip magic) or raw.
  * Refuses more than PPROF_MAX_DECODED bytes after decompression and bounds
  * the memory spent decoding.  Validates:

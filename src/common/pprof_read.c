@@ -1,14 +1,17 @@
 /*
  * pprof_read.c — the validating pprof reader and its lookup index
- * (pprof.h, "Reader").
+ * (pprof.h, "Reader"), and the gzip decompression every reader of
+ * uploads shares (pprof_gunzip).
  *
  * Decoding trusts nothing: input and decompressed sizes are capped at
- * PPROF_MAX_DECODED, protobuf-c allocates through a budgeted allocator (a
- * small message can ask for many tiny allocations, so bytes alone do not
- * bound memory), and validate() checks every cross reference once so that
- * readers never see a dangling index.  Mappings, locations and functions
- * are indexed by id (a hindex each, keyed by hindex_hash_u64(id)) while
- * validating; the lookups reuse those indexes.
+ * PPROF_MAX_DECODED, protobuf-c allocates from a budgeted arena (a small
+ * message can ask for many tiny allocations, so bytes alone do not bound
+ * memory; the arena also makes them cheap and frees them all at once),
+ * and validate() checks every cross reference once so that readers never
+ * see a dangling index.  Mappings, locations and functions are indexed by
+ * id while validating (an array when ids are dense, as builders number
+ * them, else a hindex keyed by hindex_hash_u64(id)); the lookups reuse
+ * those indexes.
  *
  * Its siblings: pprof_build.c builds and encodes, pprof_summary.c
  * summarizes what this file decoded (through pprof_internal.h).
@@ -43,52 +46,192 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* ------------------------------------------------------------------ */
-/* Memory: the decoding budget, the profile and its index              */
+/* Memory: the decoding arena, the profile and its index               */
 
-/* protobuf-c allocates through this: every byte counted, refused past the
- * limit (set from the payload size), so no input can make decoding take
- * unbounded memory. */
-struct budget {
-    size_t used, limit;
+/*
+ * protobuf-c allocates every message, string and array of a profile on
+ * its own: some 16,000 allocations for a 140 KB profile, all freed
+ * together.  An arena serves them instead, one per decode:
+ *
+ *   - small blocks (payload at most ARENA_SMALL bytes) are cut from
+ *     chunks by moving a pointer.  A one-word header before each holds
+ *     its size class (in ARENA_UNIT units); a freed one goes on its
+ *     class's free list for the next allocation of that class.
+ *     protobuf-c frees little while decoding (the old value of a field
+ *     given twice, replaced by a value of the same type), so that is
+ *     enough to keep such input from piling up;
+ *   - larger blocks (repeated-field arrays, long strings, protobuf-c's
+ *     scratch tables) are malloc'ed one by one behind a header that links
+ *     them in a list, and freed for real when protobuf-c frees them.
+ *
+ * The first chunk is sized for the whole message (decoded structs take
+ * ~7x the wire size), later ones double: one or two chunks per decode.
+ * Large on purpose: once glibc has unmapped a block that size, it raises
+ * its mmap threshold to it and its trim threshold to twice it, so the
+ * next decodes get their chunk from the heap, already faulted in.  Many
+ * chunks under the initial 128 KiB threshold were trimmed off the heap
+ * top and faulted in again at every decode (measured: slower than
+ * malloc'ing every message).
+ *
+ * pprof_profile_free releases everything at once.  The budget counts
+ * what the arena holds from malloc (whole chunks, large blocks with their
+ * header) and refuses past a limit set from the payload size, so no input
+ * can make decoding take unbounded memory (bytes alone would not bound
+ * it: a small message can ask for many tiny allocations).
+ */
+#define ARENA_CHUNK_MIN ((size_t)64 << 10)
+#define ARENA_CHUNK_MAX ((size_t)32 << 20)
+#define ARENA_UNIT 16 /* malloc's alignment, kept */
+#define ARENA_SMALL 1024
+#define ARENA_CLASSES ((ARENA_SMALL + sizeof(size_t) + ARENA_UNIT - 1) / ARENA_UNIT + 1)
+
+struct arena_chunk {
+    struct arena_chunk *next;
+    size_t pad; /* data[] starts 16-aligned */
+    unsigned char data[];
+};
+
+/* A large block's header, in a list whose pprev points at the pointer
+ * to the block; tag (0) sits where a small block keeps its class (>= 1),
+ * which is how arena_free tells them apart. */
+struct arena_big {
+    struct arena_big *next, **pprev;
+    size_t size;
+    size_t tag;
+};
+
+struct arena {
+    unsigned char *bump, *end; /* the current chunk's free room */
+    struct arena_chunk *chunks;
+    struct arena_big *bigs;
+    void *free_list[ARENA_CLASSES]; /* freed small blocks, by class */
+    size_t next_chunk;              /* bytes */
+    size_t used, limit;             /* bytes held from malloc */
     bool exceeded, oom;
 };
 
-#define BUDGET_HDR 16 /* keeps malloc's 16-byte alignment */
-
-static void *budget_alloc(void *data, size_t size)
+/* Counts n more bytes held, unless that passes the limit. */
+static bool arena_take(struct arena *a, size_t n)
 {
-    struct budget *b = data;
-    if (size > b->limit || b->used > b->limit - size - BUDGET_HDR) {
-        b->exceeded = true;
-        return NULL;
+    if (n > a->limit || a->used > a->limit - n) {
+        a->exceeded = true;
+        return false;
     }
-    unsigned char *p = malloc(size + BUDGET_HDR);
-    if (!p) {
-        b->oom = true;
-        return NULL;
-    }
-    memcpy(p, &size, sizeof size);
-    b->used += size + BUDGET_HDR;
-    return p + BUDGET_HDR;
+    a->used += n;
+    return true;
 }
 
-static void budget_free(void *data, void *ptr)
+/* Small blocks start 8 bytes past a 16-byte boundary and are a multiple
+ * of 16 bytes long, so that each payload, just past its header word, is
+ * 16-aligned. */
+static void *arena_alloc(void *data, size_t size)
 {
-    struct budget *b = data;
+    struct arena *a = data;
+    if (size <= ARENA_SMALL) {
+        size_t k = (size + sizeof(size_t) + ARENA_UNIT - 1) / ARENA_UNIT;
+        unsigned char *p = a->free_list[k];
+        if (p) {
+            memcpy(&a->free_list[k], p, sizeof(void *));
+            return p;
+        }
+        if ((size_t)(a->end - a->bump) < k * ARENA_UNIT) {
+            /* The last chunk may be cut to what the budget has left. */
+            size_t need = sizeof(struct arena_chunk) + sizeof k + k * ARENA_UNIT;
+            size_t csize = a->next_chunk, left = a->limit - a->used;
+            csize = csize > left ? left : csize;
+            if (csize < need || !arena_take(a, csize)) {
+                a->exceeded = true;
+                return NULL;
+            }
+            struct arena_chunk *c = malloc(csize);
+            if (!c) {
+                a->used -= csize;
+                a->oom = true;
+                return NULL;
+            }
+            a->next_chunk = a->next_chunk < ARENA_CHUNK_MAX / 2 ? 2 * a->next_chunk
+                                                                : ARENA_CHUNK_MAX;
+            c->next = a->chunks;
+            a->chunks = c;
+            a->bump = c->data + sizeof k;
+            a->end = (unsigned char *)c + csize;
+        }
+        p = a->bump;
+        a->bump += k * ARENA_UNIT;
+        memcpy(p, &k, sizeof k);
+        return p + sizeof k;
+    }
+    if (size > a->limit || !arena_take(a, sizeof(struct arena_big) + size))
+        return NULL;
+    struct arena_big *g = malloc(sizeof *g + size);
+    if (!g) {
+        a->used -= sizeof *g + size;
+        a->oom = true;
+        return NULL;
+    }
+    *g = (struct arena_big){.next = a->bigs, .pprev = &a->bigs, .size = size};
+    if (a->bigs)
+        a->bigs->pprev = &g->next;
+    a->bigs = g;
+    return g + 1;
+}
+
+static void arena_free(void *data, void *ptr)
+{
+    struct arena *a = data;
     if (!ptr)
         return;
-    unsigned char *p = (unsigned char *)ptr - BUDGET_HDR;
-    size_t size;
-    memcpy(&size, p, sizeof size);
-    b->used -= size + BUDGET_HDR;
-    free(p);
+    size_t k;
+    memcpy(&k, (unsigned char *)ptr - sizeof k, sizeof k);
+    if (k != 0) {
+        memcpy(ptr, &a->free_list[k], sizeof(void *));
+        a->free_list[k] = ptr;
+        return;
+    }
+    struct arena_big *g = (struct arena_big *)ptr - 1;
+    *g->pprev = g->next;
+    if (g->next)
+        g->next->pprev = g->pprev;
+    a->used -= sizeof *g + g->size;
+    free(g);
+}
+
+static void arena_release(struct arena *a)
+{
+    for (struct arena_chunk *c = a->chunks, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    for (struct arena_big *g = a->bigs, *next; g; g = next) {
+        next = g->next;
+        free(g);
+    }
+    a->chunks = NULL;
+    a->bigs = NULL;
+}
+
+/* Mapping, location or function ids to their index in the profile's
+ * array.  Builders number them 1, 2, 3, …: a plain array then (dense,
+ * NO_ITEM where no object has the id); a hash index for sparse ids. */
+#define NO_ITEM UINT32_MAX
+
+struct id_index {
+    uint32_t *dense;
+    uint64_t ndense;
+    struct hindex hash;
+};
+
+static void id_index_free(struct id_index *x)
+{
+    free(x->dense);
+    hindex_free(&x->hash);
 }
 
 struct pprof_index {
-    struct budget budget;
+    struct arena arena;
     ProtobufCAllocator allocator; /* must outlive the message */
     Perftools__Profiles__Profile *msg;
-    struct hindex mappings, locations, functions; /* id -> array index */
+    struct id_index mappings, locations, functions;
 };
 
 void pprof_profile_free(struct pprof_profile *p)
@@ -97,11 +240,11 @@ void pprof_profile_free(struct pprof_profile *p)
         return;
     struct pprof_index *ix = p->index;
     if (ix) {
-        if (ix->msg)
-            perftools__profiles__profile__free_unpacked(ix->msg, &ix->allocator);
-        hindex_free(&ix->mappings);
-        hindex_free(&ix->locations);
-        hindex_free(&ix->functions);
+        /* The message lives in the arena: no free_unpacked walk. */
+        arena_release(&ix->arena);
+        id_index_free(&ix->mappings);
+        id_index_free(&ix->locations);
+        id_index_free(&ix->functions);
         free(ix);
     }
     free(p);
@@ -110,31 +253,46 @@ void pprof_profile_free(struct pprof_profile *p)
 /* ------------------------------------------------------------------ */
 /* Decompression                                                       */
 
-/* Inflates a (possibly multi-member) gzip stream, at most
- * PPROF_MAX_DECODED bytes. */
-static int gunzip(const uint8_t *in, size_t inlen, uint8_t **out, size_t *outlen, char *err,
-                  size_t errlen)
+/* Where the output buffer starts: the size the gzip trailer states (its
+ * ISIZE, the size mod 2^32 of the last member: exact for the usual single
+ * member), believed up to deflate's best ratio (1032:1), else 4x the
+ * input; never past limit.  Only a start: the buffer grows as needed. */
+static size_t gunzip_start_size(const uint8_t *in, size_t len, size_t limit)
 {
+    size_t guess = len < limit / 4 ? 4 * len + 4096 : limit;
+    if (len >= 18) {
+        const uint8_t *t = in + len - 4;
+        uint32_t isize = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 |
+                         (uint32_t)t[3] << 24;
+        if (isize / 1032 <= len)
+            guess = (size_t)isize + 1; /* + 1: the end is seen without growing */
+    }
+    return guess < limit ? guess : limit;
+}
+
+int pprof_gunzip(const uint8_t *in, size_t len, size_t max, uint8_t **out, size_t *outlen,
+                 char *err, size_t errlen)
+{
+    *out = NULL;
+    *outlen = 0;
+    /* One byte more than max tells "past the limit" from "exactly at it". */
+    size_t limit = max < SIZE_MAX ? max + 1 : max;
+    size_t cap = gunzip_start_size(in, len, limit);
+    uint8_t *buf = malloc(cap);
     z_stream zs;
     memset(&zs, 0, sizeof zs);
-    if (inflateInit2(&zs, 15 + 16) != Z_OK) {
+    if (!buf || inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) {
+        free(buf);
         set_err(err, errlen, "out of memory starting gzip decompression");
         return -ENOMEM;
     }
-    uint8_t *buf = NULL;
-    size_t cap = 0, used = 0, consumed = 0;
+    size_t used = 0, consumed = 0;
     int rc = 0;
     for (;;) {
         if (used == cap) {
-            if (cap >= PPROF_MAX_DECODED) {
-                set_err(err, errlen, "profile larger than %zu MiB once decompressed",
-                        PPROF_MAX_DECODED >> 20);
-                rc = -EINVAL;
-                break;
-            }
-            size_t ncap = cap ? cap * 2 : (inlen < (1u << 20) ? 4 * inlen + 4096 : inlen * 2);
-            if (ncap > PPROF_MAX_DECODED)
-                ncap = PPROF_MAX_DECODED;
+            if (cap >= limit)
+                break; /* one byte past max: refused below */
+            size_t ncap = cap > limit / 2 ? limit : cap * 2;
             uint8_t *nb = realloc(buf, ncap);
             if (!nb) {
                 set_err(err, errlen, "out of memory decompressing profile");
@@ -144,39 +302,36 @@ static int gunzip(const uint8_t *in, size_t inlen, uint8_t **out, size_t *outlen
             buf = nb;
             cap = ncap;
         }
-        size_t avail = inlen - consumed;
+        /* z_stream counts in uInt: at most 1 GiB at a time. */
+        size_t in_chunk = len - consumed < (1u << 30) ? len - consumed : (1u << 30);
+        size_t out_chunk = cap - used < (1u << 30) ? cap - used : (1u << 30);
         zs.next_in = (Bytef *)(in + consumed);
-        zs.avail_in = avail > UINT_MAX ? UINT_MAX : (uInt)avail;
+        zs.avail_in = (uInt)in_chunk;
         zs.next_out = buf + used;
-        size_t room = cap - used;
-        zs.avail_out = room > UINT_MAX ? UINT_MAX : (uInt)room;
-        uInt in0 = zs.avail_in, out0 = zs.avail_out;
+        zs.avail_out = (uInt)out_chunk;
         int zr = inflate(&zs, Z_NO_FLUSH);
-        consumed += in0 - zs.avail_in;
-        used += out0 - zs.avail_out;
+        consumed += in_chunk - zs.avail_in;
+        used += out_chunk - zs.avail_out;
         if (zr == Z_STREAM_END) {
             /* Another member may follow (gzip allows concatenation). */
-            if (consumed == inlen)
+            if (consumed == len)
                 break;
-            if (inlen - consumed >= 2 && in[consumed] == 0x1f && in[consumed + 1] == 0x8b) {
+            if (len - consumed >= 2 && in[consumed] == 0x1f && in[consumed + 1] == 0x8b) {
                 inflateReset(&zs);
                 continue;
             }
-            set_err(err, errlen, "trailing garbage after the gzip stream");
+            set_err(err, errlen, "trailing garbage after the gzip stream (%zu bytes)",
+                    len - consumed);
             rc = -EINVAL;
             break;
         }
-        if (zr == Z_OK)
-            continue;
-        if (zr == Z_BUF_ERROR && zs.avail_out > 0) { /* no progress with room left */
-            set_err(err, errlen, "truncated gzip stream (%zu bytes in, %zu decompressed)", inlen,
+        if (zr == Z_OK || (zr == Z_BUF_ERROR && zs.avail_out == 0))
+            continue; /* progress, or output full: the buffer grows above */
+        if (zr == Z_BUF_ERROR) { /* no progress with room left: input ran out */
+            set_err(err, errlen, "truncated gzip stream (%zu bytes in, %zu decompressed)", len,
                     used);
             rc = -EINVAL;
-            break;
-        }
-        if (zr == Z_BUF_ERROR)
-            continue; /* no room: the buffer grows above */
-        if (zr == Z_MEM_ERROR) {
+        } else if (zr == Z_MEM_ERROR) {
             set_err(err, errlen, "out of memory decompressing profile");
             rc = -ENOMEM;
         } else {
@@ -186,6 +341,10 @@ static int gunzip(const uint8_t *in, size_t inlen, uint8_t **out, size_t *outlen
         break;
     }
     inflateEnd(&zs);
+    if (rc == 0 && used > max) { /* also a stream that ends right there */
+        set_err(err, errlen, "larger than %zu MiB once decompressed", max >> 20);
+        rc = -EFBIG;
+    }
     if (rc != 0) {
         free(buf);
         return rc;
@@ -233,13 +392,36 @@ static int id_eq_function(const void *ctx, uint32_t item, const void *key)
     return ((const Perftools__Profiles__Profile *)ctx)->function[item]->id == *(const uint64_t *)key;
 }
 
-/* Indexes n objects by id: nonzero and unique. */
-static int index_ids(struct vctx *v, struct hindex *h, size_t n, uint64_t (*id_of)(const void *, size_t),
-                     hindex_eq_fn eq, const char *what)
+static int64_t lookup(const struct id_index *x, const Perftools__Profiles__Profile *m,
+                      uint64_t id, hindex_eq_fn eq)
+{
+    if (x->dense)
+        return id < x->ndense && x->dense[id] != NO_ITEM ? (int64_t)x->dense[id] : -1;
+    return hindex_find(&x->hash, hindex_hash_u64(id), eq, m, &id);
+}
+
+/* Indexes n objects by id: nonzero and unique.  Errors name the first
+ * bad object in array order. */
+static int index_ids(struct vctx *v, struct id_index *x, size_t n,
+                     uint64_t (*id_of)(const void *, size_t), hindex_eq_fn eq, const char *what)
 {
     if (n > UINT32_MAX - 1) {
         set_err(v->err, v->errlen, "too many %ss (%zu)", what, n);
         return -EINVAL;
+    }
+    uint64_t maxid = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t id = id_of(v->m, i);
+        maxid = id > maxid ? id : maxid;
+    }
+    /* At most ~8 bytes per object: bounded by what the input holds. */
+    if (n > 0 && maxid <= 2 * (uint64_t)n + 64) {
+        x->ndense = maxid + 1;
+        if (!(x->dense = malloc(x->ndense * sizeof *x->dense))) {
+            set_err(v->err, v->errlen, "out of memory indexing %ss", what);
+            return -ENOMEM;
+        }
+        memset(x->dense, 0xff, x->ndense * sizeof *x->dense);
     }
     for (size_t i = 0; i < n; i++) {
         uint64_t id = id_of(v->m, i);
@@ -247,12 +429,13 @@ static int index_ids(struct vctx *v, struct hindex *h, size_t n, uint64_t (*id_o
             set_err(v->err, v->errlen, "%s #%zu has id 0", what, i);
             return -EINVAL;
         }
-        uint32_t hh = hindex_hash_u64(id);
-        if (hindex_find(h, hh, eq, v->m, &id) >= 0) {
+        if (lookup(x, v->m, id, eq) >= 0) {
             set_err(v->err, v->errlen, "duplicate %s id %" PRIu64, what, id);
             return -EINVAL;
         }
-        if (hindex_insert(h, hh, (uint32_t)i) != 0) {
+        if (x->dense)
+            x->dense[id] = (uint32_t)i;
+        else if (hindex_insert(&x->hash, hindex_hash_u64(id), (uint32_t)i) != 0) {
             set_err(v->err, v->errlen, "out of memory indexing %ss", what);
             return -ENOMEM;
         }
@@ -271,12 +454,6 @@ static uint64_t location_id_of(const void *m, size_t i)
 static uint64_t function_id_of(const void *m, size_t i)
 {
     return ((const Perftools__Profiles__Profile *)m)->function[i]->id;
-}
-
-static int64_t lookup(const struct hindex *h, const Perftools__Profiles__Profile *m, uint64_t id,
-                      hindex_eq_fn eq)
-{
-    return hindex_find(h, hindex_hash_u64(id), eq, m, &id);
 }
 
 static int validate(struct pprof_index *ix, char *err, size_t errlen)
@@ -383,7 +560,12 @@ int pprof_decode(const uint8_t *buf, size_t len, struct pprof_profile **out, cha
         return -EINVAL;
     }
     if (len >= 2 && buf[0] == 0x1f && buf[1] == 0x8b) {
-        rc = gunzip(buf, len, &inflated, &rawlen, err, errlen);
+        rc = pprof_gunzip(buf, len, PPROF_MAX_DECODED, &inflated, &rawlen, err, errlen);
+        if (rc == -EFBIG) {
+            set_err(err, errlen, "profile larger than %zu MiB once decompressed",
+                    PPROF_MAX_DECODED >> 20);
+            rc = -EINVAL;
+        }
         if (rc != 0)
             return rc;
         raw = inflated;
@@ -404,19 +586,21 @@ int pprof_decode(const uint8_t *buf, size_t len, struct pprof_profile **out, cha
     p->index = ix;
     /* Decoded structs take at most ~16x the wire size for realistic
      * profiles (a 20-byte Location becomes ~200 bytes in three blocks). */
-    ix->budget.limit = ((size_t)64 << 20) + 16 * rawlen;
-    ix->allocator.alloc = budget_alloc;
-    ix->allocator.free = budget_free;
-    ix->allocator.allocator_data = &ix->budget;
+    ix->arena.limit = ((size_t)64 << 20) + 16 * rawlen;
+    ix->arena.next_chunk = rawlen < ARENA_CHUNK_MIN / 8   ? ARENA_CHUNK_MIN
+                           : rawlen < ARENA_CHUNK_MAX / 8 ? 8 * rawlen
+                                                          : ARENA_CHUNK_MAX;
+    ix->allocator.alloc = arena_alloc;
+    ix->allocator.free = arena_free;
+    ix->allocator.allocator_data = &ix->arena;
     ix->msg = perftools__profiles__profile__unpack(&ix->allocator, rawlen, raw);
-    free(inflated);
     if (!ix->msg) {
-        if (ix->budget.oom) {
+        if (ix->arena.oom) {
             set_err(err, errlen, "out of memory decoding profile");
             rc = -ENOMEM;
-        } else if (ix->budget.exceeded) {
+        } else if (ix->arena.exceeded) {
             set_err(err, errlen, "profile needs more than %zu MiB of memory to decode",
-                    ix->budget.limit >> 20);
+                    ix->arena.limit >> 20);
             rc = -EINVAL;
         } else if (rawlen >= 16 && !memcmp(raw, "\0\0\0\0\0\0\0\0\3\0\0\0\0\0\0\0", 16)) {
             set_err(err, errlen,
@@ -427,9 +611,11 @@ int pprof_decode(const uint8_t *buf, size_t len, struct pprof_profile **out, cha
             set_err(err, errlen, "not a valid profile.proto message (%zu bytes)", rawlen);
             rc = -EINVAL;
         }
+        free(inflated); /* raw may be it: read above */
         pprof_profile_free(p);
         return rc;
     }
+    free(inflated);
     p->pb = ix->msg;
     rc = validate(ix, err, errlen);
     if (rc != 0) {

@@ -16,11 +16,11 @@
  * once and kept in req->state between calls.
  *
  * Uploads are the one place where large untrusted input arrives: the body
- * is bounded by --max-upload-mb, inflated by hand into a buffer bounded
- * by --max-profile-mb (a gzip bomb is 413 after at most that much work),
- * and decoded and validated by pprof_decode before anything is stored;
- * the flame tree (views.h) is computed at ingest so that merged views
- * never re-parse an upload.  Profile and tree go to the store in one
+ * is bounded by --max-upload-mb, inflated (pprof_gunzip) into a buffer
+ * bounded by --max-profile-mb (a gzip bomb is 413 after at most that much
+ * work), and decoded and validated by pprof_decode before anything is
+ * stored; the flame tree (views.h) is computed at ingest so that merged
+ * views never re-parse an upload.  Profile and tree go to the store in one
  * transaction with the session's completion.
  */
 #include <errno.h>
@@ -56,6 +56,53 @@ static int one_of(const char *s, const char *const *names)
     return 0;
 }
 
+/* The request's JSON object, holding no field outside allowed; NULL with
+ * res set (400). */
+static json_t *body_with(const struct request *req, struct response *res,
+                         const char *const *allowed)
+{
+    json_t *body = http_body_object(req, res);
+    if (body && jv_only(res, body, allowed) != 0) {
+        json_decref(body);
+        return NULL;
+    }
+    return body;
+}
+
+/* Replies with store error rc; what a handler then returns. */
+static enum http_result store_failed(struct server *srv, struct response *res, int rc)
+{
+    http_store_error(res, srv->store, rc, NULL);
+    return HTTP_DONE;
+}
+
+/* Replies with session id's store error rc (404 for -ENOENT). */
+static enum http_result session_failed(struct server *srv, struct response *res, int64_t id,
+                                       int rc)
+{
+    if (rc != -ENOENT)
+        return store_failed(srv, res, rc);
+    http_error(res, 404, "session %lld not found", (long long)id);
+    return HTTP_DONE;
+}
+
+/* Replies out (NULL: building it ran out of memory, a 500). */
+static enum http_result reply(struct response *res, int status, json_t *out)
+{
+    if (!out)
+        http_error(res, 500, "out of memory");
+    else
+        http_json(res, status, out);
+    return HTTP_DONE;
+}
+
+/* The optional cpu_pct and mem_pct fields (-1 when absent). */
+static int jv_load(struct response *res, json_t *body, double *cpu, double *mem)
+{
+    int rc = jv_number(res, body, "cpu_pct", 0, 100000, 0, -1, cpu);
+    return rc == 0 ? jv_number(res, body, "mem_pct", 0, 100, 0, -1, mem) : rc;
+}
+
 /* The poll timeout an agent is told: polls count as heartbeats, so a
  * poll must end within one heartbeat interval to keep its agent running. */
 static int poll_timeout_s(const struct server *srv)
@@ -76,7 +123,7 @@ static int load_agent(struct server *srv, int64_t id, int allow_stopped, struct 
         return -1;
     }
     if (rc != 0) {
-        http_store_error(res, srv->store, rc, NULL);
+        store_failed(srv, res, rc);
         return -1;
     }
     if (a->stopped_ms && !allow_stopped) {
@@ -112,7 +159,7 @@ static enum http_result agent_register(struct request *req, struct response *res
     static const char *const allowed[] = {"app",     "instance", "pid", "agent_version",
                                           "cmdline", "started_ms", NULL};
     struct server *srv = req->srv;
-    json_t *body = http_body_object(req, res);
+    json_t *body = body_with(req, res, allowed);
     if (!body)
         return HTTP_DONE;
 
@@ -124,9 +171,7 @@ static enum http_result agent_register(struct request *req, struct response *res
     };
     const char *app, *instance, *version, *cmdline = "";
     json_t *cmd = json_object_get(body, "cmdline");
-    int rc = jv_only(res, body, allowed);
-    if (rc == 0)
-        rc = jv_string(res, body, "app", STORE_APP_MAX, 1, NULL, &app);
+    int rc = jv_string(res, body, "app", STORE_APP_MAX, 1, NULL, &app);
     if (rc == 0)
         rc = jv_string(res, body, "instance", STORE_INSTANCE_MAX, 1, NULL, &instance);
     if (rc == 0)
@@ -157,10 +202,8 @@ static enum http_result agent_register(struct request *req, struct response *res
         rc = store_settings_version(srv->store, &version_now);
     if (rc == 0)
         rc = store_agent_register(srv->store, &a);
-    if (rc != 0) {
-        http_store_error(res, srv->store, rc, NULL);
-        return HTTP_DONE;
-    }
+    if (rc != 0)
+        return store_failed(srv, res, rc);
     json_t *settings = effective_settings(srv, a.app, res);
     if (!settings)
         return HTTP_DONE;
@@ -168,30 +211,21 @@ static enum http_result agent_register(struct request *req, struct response *res
                             "heartbeat_s", srv->cfg.heartbeat_s, "poll_timeout_s",
                             poll_timeout_s(srv), "cursor", (json_int_t)cursor,
                             "settings_version", (json_int_t)version_now, "settings", settings);
-    if (!out) {
-        http_error(res, 500, "out of memory");
-        return HTTP_DONE;
-    }
-    http_json(res, 201, out);
-    return HTTP_DONE;
+    return reply(res, 201, out);
 }
 
 static enum http_result agent_heartbeat(struct request *req, struct response *res)
 {
     static const char *const allowed[] = {"agent_id", "cpu_pct", "mem_pct", NULL};
     struct server *srv = req->srv;
-    json_t *body = http_body_object(req, res);
+    json_t *body = body_with(req, res, allowed);
     if (!body)
         return HTTP_DONE;
     int64_t id;
     double cpu, mem;
-    int rc = jv_only(res, body, allowed);
+    int rc = jv_int(res, body, "agent_id", 1, INT64_MAX, 1, 0, &id);
     if (rc == 0)
-        rc = jv_int(res, body, "agent_id", 1, INT64_MAX, 1, 0, &id);
-    if (rc == 0)
-        rc = jv_number(res, body, "cpu_pct", 0, 100000, 0, -1, &cpu);
-    if (rc == 0)
-        rc = jv_number(res, body, "mem_pct", 0, 100, 0, -1, &mem);
+        rc = jv_load(res, body, &cpu, &mem);
     json_decref(body);
     if (rc != 0)
         return HTTP_DONE;
@@ -203,33 +237,24 @@ static enum http_result agent_heartbeat(struct request *req, struct response *re
     rc = store_agent_heartbeat(srv->store, id, req->now_ms, cpu, mem);
     if (rc == 0)
         rc = store_settings_version(srv->store, &version);
-    if (rc != 0) {
-        http_store_error(res, srv->store, rc, NULL);
-        return HTTP_DONE;
-    }
+    if (rc != 0)
+        return store_failed(srv, res, rc);
     a.last_seen_ms = req->now_ms;
     json_t *out = json_pack("{s:s,s:I}", "status",
                             agent_status(&a, req->now_ms, srv->cfg.heartbeat_s),
                             "settings_version", (json_int_t)version);
-    if (!out) {
-        http_error(res, 500, "out of memory");
-        return HTTP_DONE;
-    }
-    http_json(res, 200, out);
-    return HTTP_DONE;
+    return reply(res, 200, out);
 }
 
 static enum http_result agent_stop(struct request *req, struct response *res)
 {
     static const char *const allowed[] = {"agent_id", NULL};
     struct server *srv = req->srv;
-    json_t *body = http_body_object(req, res);
+    json_t *body = body_with(req, res, allowed);
     if (!body)
         return HTTP_DONE;
     int64_t id;
-    int rc = jv_only(res, body, allowed);
-    if (rc == 0)
-        rc = jv_int(res, body, "agent_id", 1, INT64_MAX, 1, 0, &id);
+    int rc = jv_int(res, body, "agent_id", 1, INT64_MAX, 1, 0, &id);
     json_decref(body);
     if (rc != 0)
         return HTTP_DONE;
@@ -238,10 +263,8 @@ static enum http_result agent_stop(struct request *req, struct response *res)
     if (load_agent(srv, id, 1, &a, res) != 0)
         return HTTP_DONE;
     /* A repeated stop (a retry after a lost answer) keeps the first time. */
-    if (!a.stopped_ms && (rc = store_agent_stop(srv->store, id, req->now_ms)) != 0) {
-        http_store_error(res, srv->store, rc, NULL);
-        return HTTP_DONE;
-    }
+    if (!a.stopped_ms && (rc = store_agent_stop(srv->store, id, req->now_ms)) != 0)
+        return store_failed(srv, res, rc);
     http_json(res, 200, json_pack("{s:s}", "status", "stopped"));
     return HTTP_DONE;
 }
@@ -290,7 +313,7 @@ static struct poll_state *poll_begin(struct request *req, struct response *res)
         return NULL;
     int rc = store_agent_heartbeat(srv->store, id, req->now_ms, -1, -1);
     if (rc != 0) {
-        http_store_error(res, srv->store, rc, NULL);
+        store_failed(srv, res, rc);
         return NULL;
     }
     struct poll_state *ps = calloc(1, sizeof *ps);
@@ -334,12 +357,7 @@ static enum http_result poll_answer(struct server *srv, const struct poll_state 
     json_t *out = json_pack("{s:I,s:I,s:o,s:o}", "cursor", (json_int_t)cursor,
                             "settings_version", (json_int_t)version, "profile_now", list,
                             "settings", settings);
-    if (!out) {
-        http_error(res, 500, "out of memory");
-        return HTTP_DONE;
-    }
-    http_json(res, 200, out);
-    return HTTP_DONE;
+    return reply(res, 200, out);
 }
 
 static enum http_result agent_poll(struct request *req, struct response *res)
@@ -362,10 +380,8 @@ static enum http_result agent_poll(struct request *req, struct response *res)
     int rc = store_settings_version(srv->store, &version);
     if (rc == 0)
         rc = store_profile_now_since(srv->store, ps->cursor, ps->app, req->now_ms, &rs, &n);
-    if (rc != 0) {
-        http_store_error(res, srv->store, rc, NULL);
-        return HTTP_DONE;
-    }
+    if (rc != 0)
+        return store_failed(srv, res, rc);
     if (n > 0 || version != ps->settings_version || req->timed_out ||
         req->now_ms >= ps->deadline_ms) {
         enum http_result r = poll_answer(srv, ps, rs, n, version, res);
@@ -411,7 +427,7 @@ static enum http_result session_create(struct request *req, struct response *res
     static const char *const allowed[] = {"agent_id", "triggered_by", "request_id",
                                           "profile_types", "start_ms", "duration_s", NULL};
     struct server *srv = req->srv;
-    json_t *body = http_body_object(req, res);
+    json_t *body = body_with(req, res, allowed);
     if (!body)
         return HTTP_DONE;
 
@@ -423,9 +439,7 @@ static enum http_result session_create(struct request *req, struct response *res
     };
     int64_t duration_s = 0;
     const char *kind = NULL;
-    int rc = jv_only(res, body, allowed);
-    if (rc == 0)
-        rc = jv_int(res, body, "agent_id", 1, INT64_MAX, 1, 0, &s.agent_id);
+    int rc = jv_int(res, body, "agent_id", 1, INT64_MAX, 1, 0, &s.agent_id);
     if (rc == 0)
         rc = jv_string(res, body, "triggered_by", STORE_KIND_MAX, 1, NULL, &kind);
     if (rc == 0 && !one_of(kind, triggered_by_kinds)) {
@@ -457,10 +471,8 @@ static enum http_result session_create(struct request *req, struct response *res
     s.pid = a.pid;
     s.duration_ms = duration_s * 1000;
     rc = store_session_create(srv->store, &s);
-    if (rc != 0) {
-        http_store_error(res, srv->store, rc, NULL);
-        return HTTP_DONE;
-    }
+    if (rc != 0)
+        return store_failed(srv, res, rc);
     http_json(res, 201, api_session_json(&s));
     return HTTP_DONE;
 }
@@ -470,16 +482,14 @@ static enum http_result session_patch(struct request *req, struct response *res)
     static const char *const allowed[] = {"state",   "duration_s", "samples", "traces",
                                           "cpu_pct", "mem_pct",    NULL};
     struct server *srv = req->srv;
-    json_t *body = http_body_object(req, res);
+    json_t *body = body_with(req, res, allowed);
     if (!body)
         return HTTP_DONE;
 
     struct store_session s;
     int64_t duration_s = 0;
     const char *state = NULL;
-    int rc = jv_only(res, body, allowed);
-    if (rc == 0)
-        rc = jv_string(res, body, "state", STORE_KIND_MAX, 0, NULL, &state);
+    int rc = jv_string(res, body, "state", STORE_KIND_MAX, 0, NULL, &state);
     if (rc == 0 && state && !one_of(state, session_states)) {
         http_error(res, 400, "field 'state' must be one of running, completed, failed");
         rc = -EINVAL;
@@ -495,21 +505,11 @@ static enum http_result session_patch(struct request *req, struct response *res)
     if (rc == 0)
         rc = jv_int(res, body, "traces", 0, INT64_MAX, 0, -1, &traces);
     if (rc == 0)
-        rc = jv_number(res, body, "cpu_pct", 0, 100000, 0, -1, &cpu);
-    if (rc == 0)
-        rc = jv_number(res, body, "mem_pct", 0, 100, 0, -1, &mem);
+        rc = jv_load(res, body, &cpu, &mem);
+    if (rc == 0 && (rc = store_session_get(srv->store, req->id, &s)) != 0)
+        session_failed(srv, res, req->id, rc);
     if (rc != 0) {
         json_decref(body);
-        return HTTP_DONE;
-    }
-
-    rc = store_session_get(srv->store, req->id, &s);
-    if (rc != 0) {
-        json_decref(body);
-        if (rc == -ENOENT)
-            http_error(res, 404, "session %lld not found", (long long)req->id);
-        else
-            http_store_error(res, srv->store, rc, NULL);
         return HTTP_DONE;
     }
     if (state)
@@ -527,107 +527,14 @@ static enum http_result session_patch(struct request *req, struct response *res)
         s.mem_pct = mem;
     s.updated_ms = req->now_ms;
     rc = store_session_update(srv->store, &s);
-    if (rc == -ENOENT) {
-        http_error(res, 404, "session %lld not found", (long long)req->id);
-        return HTTP_DONE;
-    }
-    if (rc != 0) {
-        http_store_error(res, srv->store, rc, NULL);
-        return HTTP_DONE;
-    }
+    if (rc != 0)
+        return session_failed(srv, res, req->id, rc);
     http_json(res, 200, api_session_json(&s));
     return HTTP_DONE;
 }
 
 /* ------------------------------------------------------------------ */
 /* Upload                                                              */
-
-/* Inflates the gzip stream(s) in[0..len) into a malloc'ed buffer of at
- * most max bytes.  Concatenated gzip members are one stream (RFC 1952);
- * anything else after the last member is garbage.  0, -EFBIG (would
- * exceed max), -EINVAL (corrupt or truncated; message in err), -ENOMEM. */
-static int gunzip(const uint8_t *in, size_t len, size_t max, uint8_t **out, size_t *outlen,
-                  char *err, size_t errlen)
-{
-    /* Start near a typical ratio; grow by doubling up to max + 1, the
-     * one byte more telling "past the limit" from "exactly at it". */
-    size_t cap = len < max / 8 ? len * 8 + 4096 : max + 1;
-    if (cap > max + 1)
-        cap = max + 1;
-    uint8_t *buf = malloc(cap);
-    if (!buf)
-        return -ENOMEM;
-
-    z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) {
-        free(buf);
-        return -ENOMEM;
-    }
-    size_t used = 0, consumed = 0;
-    int rc = 0;
-    for (;;) {
-        if (used == cap) {
-            if (cap > max) {
-                rc = -EFBIG;
-                break;
-            }
-            size_t ncap = cap > (max + 1) / 2 ? max + 1 : cap * 2;
-            uint8_t *nbuf = realloc(buf, ncap);
-            if (!nbuf) {
-                rc = -ENOMEM;
-                break;
-            }
-            buf = nbuf;
-            cap = ncap;
-        }
-        /* z_stream counts in uInt: feed at most 1 GiB at a time. */
-        size_t in_chunk = len - consumed < (1u << 30) ? len - consumed : (1u << 30);
-        size_t out_chunk = cap - used < (1u << 30) ? cap - used : (1u << 30);
-        zs.next_in = (Bytef *)(in + consumed);
-        zs.avail_in = (uInt)in_chunk;
-        zs.next_out = buf + used;
-        zs.avail_out = (uInt)out_chunk;
-        int zr = inflate(&zs, Z_NO_FLUSH);
-        consumed += in_chunk - zs.avail_in;
-        used += out_chunk - zs.avail_out;
-        if (zr == Z_STREAM_END) {
-            if (consumed == len)
-                break;
-            if (len - consumed >= 2 && in[consumed] == 0x1f && in[consumed + 1] == 0x8b) {
-                inflateReset(&zs);
-                continue;
-            }
-            snprintf(err, errlen, "%zu bytes of garbage after the gzip stream",
-                     len - consumed);
-            rc = -EINVAL;
-            break;
-        }
-        if (zr == Z_OK)
-            continue;
-        if (zr == Z_BUF_ERROR && zs.avail_out == 0)
-            continue; /* output full: grow and go on */
-        if (zr == Z_BUF_ERROR) {
-            /* No progress with output room left: the input ran out. */
-            snprintf(err, errlen, "truncated gzip stream (ends after %zu bytes)", len);
-        } else if (zr == Z_MEM_ERROR) {
-            rc = -ENOMEM;
-            break;
-        } else {
-            snprintf(err, errlen, "corrupt gzip stream: %s", zs.msg ? zs.msg : "bad data");
-        }
-        rc = -EINVAL;
-        break;
-    }
-    inflateEnd(&zs);
-    if (rc != 0) {
-        free(buf);
-        return rc;
-    }
-    *out = buf;
-    *outlen = used;
-    return 0;
-}
 
 /* Gzips a raw upload so that what is stored (and downloaded) is always
  * gzipped pprof.  0 or -ENOMEM. */
@@ -744,14 +651,8 @@ static enum http_result profile_upload(struct request *req, struct response *res
      * the profile.  The store checks again in its transaction. */
     struct store_session s;
     int rc = store_session_get(srv->store, req->id, &s);
-    if (rc == -ENOENT) {
-        http_error(res, 404, "session %lld not found", (long long)req->id);
-        return HTTP_DONE;
-    }
-    if (rc != 0) {
-        http_store_error(res, srv->store, rc, NULL);
-        return HTTP_DONE;
-    }
+    if (rc != 0)
+        return session_failed(srv, res, req->id, rc);
     if (s.profile_bytes > 0) {
         http_error(res, 409, "session %lld already has a profile", (long long)req->id);
         return HTTP_DONE;
@@ -765,8 +666,8 @@ static enum http_result profile_upload(struct request *req, struct response *res
     int gzipped = req->body_len >= 2 && req->body[0] == 0x1f && req->body[1] == 0x8b;
 
     if (gzipped) {
-        rc = gunzip(req->body, req->body_len, srv->cfg.max_profile, &raw, &raw_len, err,
-                    sizeof err);
+        rc = pprof_gunzip(req->body, req->body_len, srv->cfg.max_profile, &raw, &raw_len, err,
+                          sizeof err);
         if (rc == -EFBIG)
             http_error(res, 413, "profile decompresses past %zu MiB", max_profile_mb);
         else if (rc == -EINVAL)
@@ -822,10 +723,8 @@ static enum http_result profile_upload(struct request *req, struct response *res
     rc = store_profile_put(srv->store, &sp);
     if (rc == -EEXIST) {
         http_error(res, 409, "session %lld already has a profile", (long long)req->id);
-    } else if (rc == -ENOENT) {
-        http_error(res, 404, "session %lld not found", (long long)req->id);
     } else if (rc != 0) {
-        http_store_error(res, srv->store, rc, NULL);
+        session_failed(srv, res, req->id, rc);
     } else {
         json_t *o = json_pack("{s:I,s:I,s:I,s:O}", "session_id", (json_int_t)req->id, "bytes",
                               (json_int_t)sp.pprof_len, "samples", (json_int_t)sum.samples,

@@ -425,14 +425,18 @@ struct bytes {
     bool oom;
 };
 
+/* Room for n more bytes: false (and oom, sticky) when there is none. */
+static bool reserve(struct bytes *b, size_t n)
+{
+    if (!b->oom && b->cap - b->n < n && array_grow(&b->p, &b->cap, b->n + n, 1) != 0)
+        b->oom = true;
+    return !b->oom;
+}
+
 static void put_bytes(struct bytes *b, const void *src, size_t n)
 {
-    if (n == 0)
+    if (n == 0 || !reserve(b, n))
         return;
-    if (b->oom || array_grow(&b->p, &b->cap, b->n + n, 1) != 0) {
-        b->oom = true;
-        return;
-    }
     memcpy(b->p + b->n, src, n);
     b->n += n;
 }
@@ -443,16 +447,16 @@ static void put_u32(struct bytes *b, uint32_t v)
     put_bytes(b, le, 4);
 }
 
+/* One room check per value: a tree has tens of thousands of them. */
 static void put_uvarint(struct bytes *b, uint64_t v)
 {
-    uint8_t buf[10];
-    size_t n = 0;
+    if (!reserve(b, 10))
+        return;
     while (v >= 0x80) {
-        buf[n++] = (uint8_t)(v | 0x80);
+        b->p[b->n++] = (uint8_t)(v | 0x80);
         v >>= 7;
     }
-    buf[n++] = (uint8_t)v;
-    put_bytes(b, buf, n);
+    b->p[b->n++] = (uint8_t)v;
 }
 
 static void put_svarint(struct bytes *b, int64_t v)
@@ -545,6 +549,8 @@ int flame_tree_build(const struct pprof_profile *p, uint8_t **blob, size_t *len,
                FLAME_BLOB_MAX);
         rc = -E2BIG;
     }
+    if (rc == 0 && !reserve(&out, (size_t)total))
+        rc = -ENOMEM;
     if (rc == 0) {
         put_u32(&out, BLOB_MAGIC);
         put_u32(&out, BLOB_VERSION);
