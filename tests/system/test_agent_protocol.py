@@ -14,21 +14,9 @@ import zlib
 
 import pytest
 
-from conftest import encode_pprof, pb_field, pb_packed
+from conftest import encode_pprof, pb_field, pb_packed, wait_for
 
 POLL = "/api/v1/agent/poll"
-
-
-def wait_for(cond, timeout, what, interval=0.05):
-    """Polls cond() until it is truthy (returned) or timeout seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def register(s, app, instance="host-1", pid=1000, **fields):
