@@ -21,15 +21,9 @@
  *      response in the middle of a body — or dropped past DISCARD_MAX;
  *   3. body complete: the handler runs and its response is queued.
  *
- * Long-poll.  A handler answering HTTP_WAIT has its connection suspended
- * (MHD_suspend_connection: no pool thread is held) and put on the waiter
- * list.  One "long-poll" thread resumes waiters when server_notify() is
- * called, when their wait_until_ms passes, and at the latest
- * HTTP_REPOLL_MS after they were suspended; a resumed connection comes
- * back through step 3 and the handler is called again.  Lost wake-ups are
- * prevented by a notify generation: a handler that returns HTTP_WAIT
- * after a notify that happened during its call is called again at once
- * instead of being suspended.
+ * Long-poll (step 3 when the handler answers HTTP_WAIT: suspending the
+ * connection and resuming it) is in longpoll.c; what the two files
+ * share is in http_internal.h.
  *
  * Shutdown (http_stop): stop accepting, wake every waiter with timed_out
  * set, answer new requests on kept-alive connections with 503, wait (up
@@ -42,7 +36,6 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +44,7 @@
 #include <unistd.h>
 
 #include "server/auth.h"
-#include "server/http.h"
+#include "server/http_internal.h"
 
 #define CONNECTION_LIMIT 1000
 /* Idle seconds before a connection is closed.  Suspended long-polls do
@@ -59,95 +52,12 @@
 #define CONNECTION_TIMEOUT_S 60
 /* How long http_stop waits for requests in flight. */
 #define STOP_GRACE_MS 10000
-/* The longest a long-poll is held, whatever the handler asks. */
-#define WAIT_MAX_MS (120 * 1000)
 /* Bytes of an over-limit body read and thrown away so that a client
  * that sends it anyway can read the 413 (see on_headers). */
 #define DISCARD_MAX ((size_t)256 << 20)
-/* A handler that keeps answering HTTP_WAIT while the server stops is
- * given up on after this many extra calls. */
-#define STOP_MAX_CALLS 3
-
-/* One request on a connection (libmicrohttpd's *con_cls). */
-struct http_conn {
-    struct http_impl *impl;
-    struct MHD_Connection *mhd;
-    const struct route *route;
-    struct request req;
-    struct response res;
-    int64_t start_ns;    /* monotonic, for the log line */
-    int answered;        /* a response was queued */
-    int deferred;        /* c->res is the answer, sent once the body is read */
-    int counted;         /* counted in impl->inflight */
-    /* body */
-    uint8_t *body;
-    size_t body_len, body_cap, body_limit;
-    size_t body_seen; /* bytes received, buffered or not */
-    int body_over;    /* the body went past body_limit */
-    /* long-poll */
-    int suspended;
-    int on_list;          /* on impl->waiters */
-    unsigned notify_gen;  /* impl->notify_gen when the handler was called */
-    int64_t wake_ms;      /* resume at the latest then (wall clock) */
-    struct http_conn *next_waiter, *prev_waiter;
-    /* unit tests only (http_test_request_new): decoded query, no mhd */
-    char *test_query;
-    size_t test_nargs;
-    const char *test_key[32], *test_val[32];
-};
-
-struct http_impl {
-    struct server *srv;
-    struct MHD_Daemon *daemon;
-    MHD_socket listen_fd; /* after MHD_quiesce_daemon: ours to close */
-
-    pthread_mutex_t lock; /* guards everything below */
-    pthread_cond_t wake;  /* long-poll thread: a waiter, notify or stop */
-    pthread_cond_t idle;  /* http_stop: inflight dropped */
-    struct http_conn *waiters;
-    size_t nwaiters;
-    int inflight;   /* requests between headers and completion */
-    atomic_int stopping; /* read without the lock by pool threads */
-    int quit;       /* long-poll thread exits */
-    pthread_t poll_thread;
-    int poll_thread_started;
-
-    atomic_uint notify_gen;
-    atomic_int have_waiters; /* so server_notify is cheap with none */
-};
 
 /* ------------------------------------------------------------------ */
-/* Time                                                                */
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* Waits on cond (a CLOCK_MONOTONIC condition) for at most ms. */
-static void cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *m, int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    if (ms < 0)
-        ms = 0;
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    pthread_cond_timedwait(cond, m, &ts);
-}
+/* Helpers                                                             */
 
 static int hexval(char ch)
 {
@@ -575,7 +485,7 @@ static void log_request(struct http_conn *c, int status, size_t bytes)
 }
 
 /* Queues c->res (or a 500 if the handler left none) and logs. */
-static enum MHD_Result send_response(struct http_conn *c)
+enum MHD_Result http_send_response(struct http_conn *c)
 {
     struct response *res = &c->res;
     if (res->status < 100 || res->status > 599)
@@ -604,133 +514,7 @@ static enum MHD_Result send_response(struct http_conn *c)
 }
 
 /* ------------------------------------------------------------------ */
-/* Long-poll                                                           */
-
-static void waiter_add(struct http_impl *impl, struct http_conn *c)
-{
-    c->prev_waiter = NULL;
-    c->next_waiter = impl->waiters;
-    if (impl->waiters)
-        impl->waiters->prev_waiter = c;
-    impl->waiters = c;
-    c->on_list = 1;
-    impl->nwaiters++;
-    atomic_store(&impl->have_waiters, 1);
-}
-
-static void waiter_remove(struct http_impl *impl, struct http_conn *c)
-{
-    if (c->prev_waiter)
-        c->prev_waiter->next_waiter = c->next_waiter;
-    else
-        impl->waiters = c->next_waiter;
-    if (c->next_waiter)
-        c->next_waiter->prev_waiter = c->prev_waiter;
-    c->next_waiter = c->prev_waiter = NULL;
-    c->on_list = 0;
-    impl->nwaiters--;
-    if (impl->nwaiters == 0)
-        atomic_store(&impl->have_waiters, 0);
-}
-
-void server_notify(struct server *srv)
-{
-    struct http_impl *impl = srv ? srv->impl : NULL;
-    if (!impl)
-        return;
-    atomic_fetch_add(&impl->notify_gen, 1);
-    if (!atomic_load(&impl->have_waiters))
-        return;
-    pthread_mutex_lock(&impl->lock);
-    pthread_cond_signal(&impl->wake);
-    pthread_mutex_unlock(&impl->lock);
-}
-
-/* The long-poll thread: resumes waiters that were notified, whose
- * deadline or re-poll time came, or all of them when stopping. */
-static void *long_poll_main(void *arg)
-{
-    struct http_impl *impl = arg;
-    pthread_mutex_lock(&impl->lock);
-    while (!impl->quit) {
-        unsigned gen = atomic_load(&impl->notify_gen);
-        int64_t now = wall_ms();
-        int64_t next = INT64_MAX;
-        struct http_conn *c = impl->waiters;
-        while (c) {
-            struct http_conn *nx = c->next_waiter;
-            if (impl->stopping || c->notify_gen != gen || now >= c->wake_ms) {
-                /* Resumed under impl->lock: on_request suspends under the
-                 * same lock, so a connection is never resumed before it
-                 * was suspended. */
-                waiter_remove(impl, c);
-                MHD_resume_connection(c->mhd);
-            } else if (c->wake_ms < next) {
-                next = c->wake_ms;
-            }
-            c = nx;
-        }
-        if (next == INT64_MAX)
-            cond_wait_ms(&impl->wake, &impl->lock, 60000);
-        else
-            cond_wait_ms(&impl->wake, &impl->lock, next - now);
-    }
-    pthread_mutex_unlock(&impl->lock);
-    return NULL;
-}
-
-/* ------------------------------------------------------------------ */
 /* libmicrohttpd callbacks                                             */
-
-/* Calls the handler (again) and queues its answer, or suspends the
- * connection when it waits. */
-static enum MHD_Result run_handler(struct http_conn *c)
-{
-    struct http_impl *impl = c->impl;
-    for (;;) {
-        c->req.calls++;
-        c->req.now_ms = wall_ms();
-        c->req.timed_out = c->req.wait_until_ms > 0 && c->req.now_ms >= c->req.wait_until_ms;
-        if (impl->stopping && c->req.calls > 1)
-            c->req.timed_out = 1;
-        c->notify_gen = atomic_load(&impl->notify_gen);
-        enum http_result r = c->route->fn(&c->req, &c->res);
-        if (r != HTTP_WAIT)
-            return send_response(c);
-
-        if (impl->stopping) {
-            if (c->req.calls > STOP_MAX_CALLS) {
-                http_error(&c->res, 503, "server shutting down");
-                return send_response(c);
-            }
-            continue; /* called again at once with timed_out = 1 */
-        }
-        if (c->req.timed_out) {
-            /* A handler must answer once its deadline passed; waiting
-             * again would hold the client forever. */
-            http_error(&c->res, 500, "the handler did not answer after its deadline");
-            return send_response(c);
-        }
-        if (c->req.wait_until_ms <= 0 || c->req.wait_until_ms > c->req.now_ms + WAIT_MAX_MS)
-            c->req.wait_until_ms = c->req.now_ms + WAIT_MAX_MS; /* a bounded hold */
-        pthread_mutex_lock(&impl->lock);
-        if (atomic_load(&impl->notify_gen) != c->notify_gen || impl->stopping) {
-            /* Notified while the handler ran: look again now. */
-            pthread_mutex_unlock(&impl->lock);
-            continue;
-        }
-        int64_t repoll = c->req.now_ms + HTTP_REPOLL_MS;
-        c->wake_ms = c->req.wait_until_ms > 0 && c->req.wait_until_ms < repoll
-                         ? c->req.wait_until_ms
-                         : repoll;
-        MHD_suspend_connection(c->mhd);
-        c->suspended = 1;
-        waiter_add(impl, c);
-        pthread_cond_signal(&impl->wake);
-        pthread_mutex_unlock(&impl->lock);
-        return MHD_YES;
-    }
-}
 
 /* Appends a piece of the body; past the limit only counts it. */
 static int body_append(struct http_conn *c, const char *data, size_t len)
@@ -865,7 +649,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const c
         pthread_mutex_unlock(&impl->lock);
         if (on_headers(c, url, method) < 0) {
             if (!body_coming(c))
-                return send_response(c);
+                return http_send_response(c);
             /* Refused, but the client is sending a body regardless:
              * answering now would close the socket under it, and it
              * would see a reset instead of our answer.  So its body is
@@ -887,7 +671,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const c
             *upload_data_size = 0;
             return c->body_seen > DISCARD_MAX ? MHD_NO : MHD_YES;
         }
-        return send_response(c);
+        return http_send_response(c);
     }
     if (*upload_data_size) {
         int rc = body_append(c, upload_data, *upload_data_size);
@@ -908,7 +692,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const c
         if (c->body_over) {
             http_error(&c->res, 413, "body of %zu bytes is over this route's limit of %zu bytes",
                        c->body_seen, c->body_limit);
-            return send_response(c);
+            return http_send_response(c);
         }
         c->req.body = c->body ? c->body : (const uint8_t *)"";
         c->req.body_len = c->body_len;
@@ -917,7 +701,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mhd, const c
         c->req.content_encoding =
             MHD_lookup_connection_value(mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
     }
-    return run_handler(c);
+    return http_run_handler(c);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *mhd, void **con_cls,
@@ -932,7 +716,7 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **con_cls,
     *con_cls = NULL;
     pthread_mutex_lock(&impl->lock);
     if (c->on_list)
-        waiter_remove(impl, c);
+        http_waiter_remove(impl, c);
     if (c->counted && --impl->inflight == 0)
         pthread_cond_broadcast(&impl->idle);
     pthread_mutex_unlock(&impl->lock);
@@ -1008,13 +792,12 @@ int http_start(struct server *srv, char *err, size_t errlen)
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(impl->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di && di->port ? di->port : srv->cfg.listen_port;
 
-    int rc = pthread_create(&impl->poll_thread, NULL, long_poll_main, impl);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot start the long-poll thread: %s", strerror(rc));
+    int rc = http_longpoll_start(impl);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot start the long-poll thread: %s", strerror(-rc));
         http_stop(srv);
-        return -rc;
+        return rc;
     }
-    impl->poll_thread_started = 1;
     return 0;
 }
 
@@ -1039,21 +822,8 @@ void http_stop(struct server *srv)
         }
         cond_wait_ms(&impl->idle, &impl->lock, left);
     }
-    impl->quit = 1;
-    pthread_cond_signal(&impl->wake);
     pthread_mutex_unlock(&impl->lock);
-    if (impl->poll_thread_started)
-        pthread_join(impl->poll_thread, NULL);
-
-    /* Waiters left after the grace period must be resumed before the
-     * daemon stops: libmicrohttpd cannot close a suspended connection. */
-    pthread_mutex_lock(&impl->lock);
-    while (impl->waiters) {
-        struct http_conn *c = impl->waiters;
-        waiter_remove(impl, c);
-        MHD_resume_connection(c->mhd);
-    }
-    pthread_mutex_unlock(&impl->lock);
+    http_longpoll_stop(impl);
 
     if (impl->daemon)
         MHD_stop_daemon(impl->daemon);

@@ -11,8 +11,9 @@
  * N sessions then walks N small trees, never re-parsing a pprof: each
  * node maps (merged parent, frame name) to a merged node through a hash
  * table; names are interned once per blob.  The blob format is private to
- * views.c, versioned, and checked on load (a bad blob is -EINVAL, never a
- * crash): it is not trusted more than an upload.
+ * views_blob.c (views.c reads it through views_internal.h), versioned,
+ * and checked on load (a bad blob is -EINVAL, never a crash): it is not
+ * trusted more than an upload.
  *
  * Label filters (thread=worker-1, endpoint=/api/x) need per-sample
  * labels that the tree does not keep: with a filter, callers feed the
