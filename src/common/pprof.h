@@ -181,6 +181,16 @@ const char *pprof_string(const struct pprof_profile *p, int64_t idx);
  * the last type, as go tool pprof does).  -1 when there is no such type. */
 int pprof_sample_index(const struct pprof_profile *p, const char *name);
 
+/* The name of line j of location l (j < l->n_line; any j when n_line is
+ * 0): the function's name, else its system name, else
+ * "<mapping basename>+0x<offset>", else "0x<address>" — the one naming
+ * rule of every view (top, collapsed, the server's flame trees).  A
+ * synthesized name is written into buf (len bytes; cut to fit, 512 hold
+ * any real one); the result is valid while both the profile and buf
+ * live. */
+const char *pprof_frame_name(const struct pprof_profile *p, const Perftools__Profiles__Location *l,
+                             size_t j, char *buf, size_t len);
+
 /* ------------------------------------------------------------------ */
 /* Collapsed stacks ("root;caller;leaf VALUE", flamegraph.pl)          */
 

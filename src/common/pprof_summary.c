@@ -60,20 +60,39 @@ static void frame_names_free(struct frame_names *fn)
     free(fn->start);
 }
 
-static const char *synth_name(const struct pprof_profile *p, const Perftools__Profiles__Location *l,
-                              struct frame_names *fn)
+const char *pprof_frame_name(const struct pprof_profile *p, const Perftools__Profiles__Location *l,
+                             size_t j, char *buf, size_t len)
 {
-    char buf[512];
+    if (j < l->n_line) {
+        uint64_t fid = l->line[j]->function_id;
+        const Perftools__Profiles__Function *f = fid ? pprof_function(p, fid) : NULL;
+        const char *name = f ? pprof_string(p, f->name) : "";
+        if (!*name && f)
+            name = pprof_string(p, f->system_name);
+        if (*name)
+            return name;
+    }
     const Perftools__Profiles__Mapping *m = l->mapping_id ? pprof_mapping(p, l->mapping_id) : NULL;
     const char *file = m ? pprof_string(p, m->filename) : "";
     if (*file) {
         const char *base = strrchr(file, '/');
         base = base ? base + 1 : file;
         uint64_t off = l->address - m->memory_start + m->file_offset;
-        snprintf(buf, sizeof buf, "%s+0x%" PRIx64, base, off);
+        snprintf(buf, len, "%s+0x%" PRIx64, base, off);
     } else {
-        snprintf(buf, sizeof buf, "0x%" PRIx64, l->address);
+        snprintf(buf, len, "0x%" PRIx64, l->address);
     }
+    return buf;
+}
+
+/* The name of line j of l, synthesized names kept in fn->owned. */
+static const char *frame_name(const struct pprof_profile *p, const Perftools__Profiles__Location *l,
+                              size_t j, struct frame_names *fn)
+{
+    char buf[512];
+    const char *name = pprof_frame_name(p, l, j, buf, sizeof buf);
+    if (name != buf)
+        return name;
     char *s = strdup(buf);
     if (!s)
         return NULL;
@@ -97,21 +116,10 @@ static int frame_names_build(const struct pprof_profile *p, struct frame_names *
     for (size_t i = 0; i < m->n_location; i++) {
         const Perftools__Profiles__Location *l = m->location[i];
         fn->start[i] = k;
-        if (l->n_line == 0) {
-            if (!(fn->names[k++] = synth_name(p, l, fn)))
+        size_t n = l->n_line ? l->n_line : 1;
+        for (size_t j = 0; j < n; j++)
+            if (!(fn->names[k++] = frame_name(p, l, j, fn)))
                 goto oom;
-            continue;
-        }
-        for (size_t j = 0; j < l->n_line; j++) {
-            const Perftools__Profiles__Function *f =
-                l->line[j]->function_id ? pprof_function(p, l->line[j]->function_id) : NULL;
-            const char *name = f ? pprof_string(p, f->name) : "";
-            if (!*name && f)
-                name = pprof_string(p, f->system_name);
-            if (!*name && !(name = synth_name(p, l, fn)))
-                goto oom;
-            fn->names[k++] = name;
-        }
     }
     fn->start[m->n_location] = k;
     return 0;

@@ -193,7 +193,7 @@ static size_t namer_loc(const struct namer *nm, uint64_t id)
     return i >= 0 ? (size_t)i : 0;
 }
 
-/* The name id of line j of location li: pprof_summary.c's frame_names. */
+/* The name id of line j of location li (pprof_frame_name, interned). */
 static int namer_name(struct namer *nm, struct ptree *t, size_t li, size_t j, uint32_t *out)
 {
     uint32_t *slot = &nm->ids[nm->start[li] + j];
@@ -201,31 +201,8 @@ static int namer_name(struct namer *nm, struct ptree *t, size_t li, size_t j, ui
         *out = *slot;
         return 0;
     }
-    const struct pprof_profile *p = nm->p;
-    const Perftools__Profiles__Location *l = p->pb->location[li];
-    const char *name = "";
-    if (l->n_line) {
-        uint64_t fid = l->line[j]->function_id;
-        const Perftools__Profiles__Function *f = fid ? pprof_function(p, fid) : NULL;
-        name = f ? pprof_string(p, f->name) : "";
-        if (!*name && f)
-            name = pprof_string(p, f->system_name);
-    }
     char buf[SYNTH_MAX];
-    if (!*name) {
-        const Perftools__Profiles__Mapping *m =
-            l->mapping_id ? pprof_mapping(p, l->mapping_id) : NULL;
-        const char *file = m ? pprof_string(p, m->filename) : "";
-        if (*file) {
-            const char *base = strrchr(file, '/');
-            base = base ? base + 1 : file;
-            uint64_t off = l->address - m->memory_start + m->file_offset;
-            snprintf(buf, sizeof buf, "%s+0x%" PRIx64, base, off);
-        } else {
-            snprintf(buf, sizeof buf, "0x%" PRIx64, l->address);
-        }
-        name = buf;
-    }
+    const char *name = pprof_frame_name(nm->p, nm->p->pb->location[li], j, buf, sizeof buf);
     int rc = ptree_intern(t, name, slot);
     *out = *slot;
     return rc;
