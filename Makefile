@@ -2,7 +2,7 @@
 # unit tests, the system-test programs and the benchmarks.
 #
 #   make            build everything into build/
-#   make run        install deps, build, record the demo program, print top
+#   make run        install deps, build, start sonded + the demo service under the agent
 #   make check      install deps, build, run every test (plain + ASan/UBSan)
 #   make bench      benchmarks, printed beside their peers
 #   make SAN=1 ...  the same with -fsanitize=address,undefined into build/san
@@ -63,7 +63,10 @@ SERVER_OBJS := $(SERVER_SRCS:%.c=$(B)/obj/%.o)
 SERVER_LIB_OBJS := $(filter-out $(B)/obj/src/server/main.o,$(SERVER_OBJS))
 SIGSAFE_OBJS := $(filter $(B)/obj/src/agent/sigsafe/%,$(AGENT_OBJS))
 
-AGENT_LIBS := $(PKG_LIBS) -l:libiberty.a -lpthread -lrt -ldl
+# The agent's server link (uplink*.c) speaks HTTP with libcurl and JSON with
+# jansson; it initializes OpenSSL (libcrypto) itself, without atexit.
+AGENT_LIBS := $(PKG_LIBS) $(shell pkg-config --libs libcurl libcrypto jansson 2>/dev/null) -l:libiberty.a \
+	-lpthread -lrt -ldl
 LIBSONDE := $(B)/libsonde.so
 LIBSONDE_A := $(B)/libsonde_internal.a
 SONDE := $(B)/sonde
@@ -179,9 +182,10 @@ $(B)/progs/%.so: tests/system/progs/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(PROG_CFLAGS) -shared -fPIC $(PROG_FLAGS_$*) -o $@ $<
 
-$(B)/examples/%: examples/%.c
+# Examples may use the span API (sonde.h); they call it through libsonde.so.
+$(B)/examples/%: examples/%.c $(LIBSONDE)
 	@mkdir -p $(dir $@)
-	$(CC) $(PROG_CFLAGS) -o $@ $< -lm
+	$(CC) $(PROG_CFLAGS) $(EXAMPLE_FLAGS_$*) -o $@ $< $(EXAMPLE_LIBS_$*) -lm
 
 $(B)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
@@ -189,6 +193,7 @@ $(B)/bench/%: bench/%.c
 
 -include tests/system/progs/flags.mk
 -include bench/flags.mk
+-include examples/flags.mk
 
 run: deps
 	@$(MAKE) --no-print-directory all

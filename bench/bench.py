@@ -44,6 +44,9 @@ Figures (SPEC.md, "Performance goals"):
     line into SONDE_LOG); "n/a" if the agent does not provide it; beside it
     the stack walk alone (bench/unwind_cost.c, the agent's walker outside
     the handler), so the rest of the handler's cost shows.
+  - span begin+end (bench/span_cost.c): sonde_span_begin + sonde_span_end
+    through libsonde.so, median ns per pair, one thread and two at once,
+    beside one clock_gettime(CLOCK_MONOTONIC) measured in the same run.
 
 Set BENCH_RUNS, BENCH_ATTR_RUNS, BENCH_BUSY2_WORK (W in mega-iterations
 per thread, default 900: ~1.6 s on 2 cores) to trade time for noise;
@@ -82,6 +85,7 @@ GOALS = {
     "attr1": "≤ 2 pts",
     "attr4": "≤ 2 pts",
     "rss": "≤ 16 MiB",
+    "span": "≤ 100 ns",
 }
 
 
@@ -351,6 +355,20 @@ def unwind_walk_cost(build):
         return {}
     return {m.group(1): (float(m.group(2)), float(m.group(3))) for m in
             re.finditer(r"^(\w+)_ns_median=([0-9.]+) p99=([0-9.]+)", p.stdout, re.M)}
+
+
+def span_pair_cost(build):
+    """{figure: (median ns, min ns)} from bench/span_cost (sonde_span_begin
+    + sonde_span_end through libsonde.so, beside one clock_gettime), or {}."""
+    exe = build / "bench" / "span_cost"
+    if not exe.exists():
+        return {}
+    p = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        log(f"  span_cost: {p.stderr.strip()[-300:]}")
+        return {}
+    return {m.group(1): (float(m.group(2)), float(m.group(3))) for m in
+            re.finditer(r"^(\w+)_ns_median=([0-9.]+) min=([0-9.]+)", p.stdout, re.M)}
 
 
 def cpu_jiffies():
@@ -638,6 +656,19 @@ def main():
         rows.append((label, {"sonde": f"{v[0]:.0f} ns / {v[1]:.0f} ns" if v else "n/a",
                              "gperftools": "n/a", "perf": "n/a"}, "", None))
 
+    log("span cost: bench/span_cost")
+    sc = span_pair_cost(b.build)
+    b.raw["span_cost"] = sc
+    one, two, clk, clk2 = (sc.get(k) for k in ("span_pair_1thread", "span_pair_2threads",
+                                               "clock_gettime_monotonic",
+                                               "clock_gettime_monotonic_2threads"))
+    if one:
+        b.raw["sonde_span_pair_ns"] = one[0]
+    rows.append(("span begin+end, median, 1 thread / 2 threads (peer: one clock_gettime)",
+                 {"sonde": (f"{one[0]:.0f} ns / {two[0]:.0f} ns (clock_gettime {clk[0]:.0f} ns / "
+                            f"{clk2[0]:.0f} ns)" if one and two and clk and clk2 else "n/a"),
+                  "gperftools": "n/a", "perf": "n/a"}, GOALS["span"], "span"))
+
     # Verdicts for sonde against the spec's goals.
     def verdict(key):
         if key == "wall100":
@@ -654,7 +685,8 @@ def main():
                  "attr4": ("sonde_attr4", lambda v: v <= 2),
                  "rss_prog_vmhwm_kb": ("sonde_prog_vmhwm_kb_added_mib", lambda v: v <= 16),
                  "rss_maxrss_kb": ("sonde_maxrss_kb_added_mib", lambda v: v <= 16),
-                 "handler": ("sonde_handler_p50_ns", lambda v: v <= 1000)}.get(key)
+                 "handler": ("sonde_handler_p50_ns", lambda v: v <= 1000),
+                 "span": ("sonde_span_pair_ns", lambda v: v <= 100)}.get(key)
         if value is None:
             return ""
         v = b.raw.get(value[0])

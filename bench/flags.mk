@@ -20,3 +20,8 @@ BENCH_LIBS_ingest := $(shell pkg-config --libs libcurl jansson 2>/dev/null) -pth
 BENCH_FLAGS_merge_views := -Isrc -I$(B)/gen $(shell pkg-config --cflags jansson libprotobuf-c)
 BENCH_LIBS_merge_views := $(SONDED_A) $(SERVER_LIBS) $(SANFLAGS)
 $(B)/bench/merge_views: $(SONDED_A)
+# span_cost.c times sonde_span_begin + sonde_span_end as a host calls them:
+# through the real libsonde.so (-lsonde, found at run time by rpath).
+BENCH_FLAGS_span_cost := -pthread
+BENCH_LIBS_span_cost := -L$(B) -lsonde -Wl,-rpath,$(abspath $(B)) $(SANFLAGS) -pthread
+$(B)/bench/span_cost: $(LIBSONDE)

@@ -12,4 +12,6 @@ fi
 here=$(dirname "$0")
 /usr/bin/python3 "$here/bench.py" "$1"
 # sonded: upload ingest rate and merged views (BUILD_DIR/bench/server-results.md)
-exec /usr/bin/python3 "$here/server_bench.py" "$1"
+/usr/bin/python3 "$here/server_bench.py" "$1"
+# the demo service under wrk: no agent, agent idle, agent profiling (BUILD_DIR/bench/demo-results.md)
+exec /usr/bin/python3 "$here/demo_bench.py" "$1"

@@ -27,7 +27,7 @@ extern "C" {
 #define SONDE_API
 #endif
 
-#define SONDE_VERSION "0.1.0"
+#define SONDE_VERSION "0.5.0"
 
 /* What the sampler records.  CPU: on-CPU time, per-thread CPU-time timers.
  * WALL: every thread at a fixed wall-clock interval, running or blocked. */
@@ -54,6 +54,13 @@ typedef struct sonde_config {
     int max_frames;            /* frames kept per stack, 1..128; default 128 */
     int follow_fork;           /* nonzero: a forked child profiles itself into
                                   OUTPUT.<pid>; default 0 */
+    /* Server link (docs/agent-protocol.md).  server "" = no server: the
+     * agent only records locally.  With a server, nothing is sampled until
+     * a session runs (Profile Now, a trigger, default sampling). */
+    char server[512];          /* SONDE_SERVER, e.g. "http://127.0.0.1:7070" */
+    char app[128];             /* SONDE_APP; default the program's name */
+    char instance[256];        /* SONDE_INSTANCE; default the host name */
+    char token[256];           /* SONDE_TOKEN: a token of role agent */
 } sonde_config_t;
 
 /* Defaults, then every SONDE_* environment variable that is set.  Returns
@@ -81,8 +88,59 @@ typedef struct sonde_stats {
     uint64_t dropped_table;
     uint64_t truncated;        /* stacks cut at max_frames or unwind stop */
     uint64_t threads;          /* threads seen */
+    /* Server link (zero without a server). */
+    uint64_t sessions;         /* sessions started */
+    uint64_t uploads;          /* profiles the server acknowledged */
+    uint64_t uploads_dropped;  /* finished profiles dropped: queue full or
+                                  the server refused them */
+    uint64_t spans;            /* spans begun */
+    uint64_t spans_sampled;    /* spans that carried at least one sample */
 } sonde_stats_t;
 SONDE_API int sonde_get_stats(sonde_stats_t *out);
+
+/* ---- spans: the requests this process handles ----------------------
+ *
+ * A span is one request handled by the calling thread: interface (the
+ * endpoint, e.g. "GET /checkout"), trace id, start, end, response code,
+ * peer address.  While a span is open on a thread, every sample taken on
+ * that thread carries its trace id and interface (pprof labels "trace_id"
+ * and "interface"), so a session's views filter by endpoint and its
+ * *traces* count is the number of spans that got samples.
+ *
+ * Cheap enough for every request (no allocation, no lock, no system
+ * call: tens of ns begin + end), callable whether or not the agent runs,
+ * is connected or is profiling, and from any thread (not from a signal
+ * handler).
+ *
+ * One span is open per thread at a time: sonde_span_begin() on a thread
+ * that has one open ends it first.  The handle may be used from another
+ * thread (an async server finishing a request elsewhere); a handle whose
+ * span has ended, or 0, is ignored (-ESRCH). */
+typedef uint64_t sonde_span_t;   /* 0: no span */
+
+/* Begins a span on the calling thread.  interface: copied, at most
+ * SONDE_SPAN_INTERFACE_MAX - 1 bytes kept; NULL or "" counts as
+ * "unknown".  trace_id: copied, at most SONDE_SPAN_TRACE_MAX - 1 bytes
+ * kept; NULL or "": sonde makes one (32 random hex digits).  Returns the
+ * handle, or 0 when no span slot is free (counted, never blocks). */
+#define SONDE_SPAN_INTERFACE_MAX 96
+#define SONDE_SPAN_TRACE_MAX 64
+#define SONDE_SPAN_PEER_MAX 64
+SONDE_API sonde_span_t sonde_span_begin(const char *interface, const char *trace_id);
+
+/* The response code (HTTP status or any integer) of an open span. */
+SONDE_API int sonde_span_set_status(sonde_span_t span, int code);
+
+/* The peer address ("10.0.0.7:51234"), copied, at most
+ * SONDE_SPAN_PEER_MAX - 1 bytes kept. */
+SONDE_API int sonde_span_set_peer(sonde_span_t span, const char *addr);
+
+/* Ends the span.  0, or -ESRCH if it had already ended. */
+SONDE_API int sonde_span_end(sonde_span_t span);
+
+/* Copies the span's trace id into buf (NUL-terminated, truncated to len).
+ * 0, -ESRCH if the span has ended, -EINVAL for a NULL buf or len 0. */
+SONDE_API int sonde_span_trace_id(sonde_span_t span, char *buf, size_t len);
 
 /* The message for the calling thread's last failed call; never NULL. */
 SONDE_API const char *sonde_errmsg(void);

@@ -30,13 +30,19 @@
 
 #include "export.h"
 #include "modules.h"
+#include "session.h"
+#include "span.h"
 #include "stacktab.h"
 #include "threads.h"
+#include "uplink.h"
 
 #define SONDE_EXPORT __attribute__((visibility("default")))
 #define DRAIN_MIN_NS 10000000LL  /* 10 ms */
 #define DRAIN_MAX_NS 100000000LL /* 100 ms */
 #define DISCOVER_NS 1000000000LL /* 1 s */
+/* Connected but idle (no session, nothing sampled): the loop only looks
+ * for the uplink's work and the once-a-second readings. */
+#define IDLE_NS 250000000LL      /* 250 ms */
 
 static struct {
     pthread_mutex_t lock;      /* lifecycle: start/stop/write */
@@ -48,9 +54,13 @@ static struct {
     pthread_t thread;
     int thread_running;
     struct stack_table *tab;
+    struct span_map *spans;    /* the spans tab's stacks point into */
     int64_t start_realtime_ns, start_mono_ns, stop_mono_ns;
     uint64_t dropped_table;
     int atfork_registered;
+    int server;                /* connected to a server: sessions + uplink */
+    _Atomic int sampling_refs; /* local recording (1) + running sessions */
+    struct uplink_config link;
 } A = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .tab_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -73,6 +83,15 @@ int agent_error(int code, const char *fmt, ...)
     vsnprintf(errbuf, sizeof errbuf, fmt, ap);
     va_end(ap);
     agent_log("error: %s", errbuf);
+    return code;
+}
+
+int agent_error_quiet(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    va_end(ap);
     return code;
 }
 
@@ -124,17 +143,23 @@ SONDE_EXPORT const char *sonde_errmsg(void)
 /* ---- the agent thread ---------------------------------------------- */
 
 /* Moves every published sample into the stack table.  Caller holds tab_lock. */
-static void drain_locked(void)
+/* Moves every published sample into the local stack table (when
+ * recording to a file) and into every running session.  Caller holds
+ * tab_lock.  Sessions are the agent thread's: only it drains them. */
+static void drain_locked(int sessions)
 {
     struct sample_slot *s;
     while ((s = ring_peek(&sampler.ring))) {
-        for (int type = SONDE_PROFILE_CPU; type <= SONDE_PROFILE_WALL; type <<= 1) {
+        uint32_t span = A.tab && s->span_key ? span_map_add(A.spans, s->span_key, s->interface, s->trace_id) : 0;
+        for (int type = SONDE_PROFILE_CPU; A.tab && type <= SONDE_PROFILE_WALL; type <<= 1) {
             if (!(s->types & type))
                 continue;
-            if (stacktab_add(A.tab, (uint8_t)type, type == SONDE_PROFILE_WALL ? s->state : 0, s->tid,
+            if (stacktab_add(A.tab, (uint8_t)type, type == SONDE_PROFILE_WALL ? s->state : 0, s->tid, span,
                              s->pcs, s->nframes, 1, s->weight_ns) != 0)
                 A.dropped_table++;
         }
+        if (sessions)
+            session_add_sample(s);
         ring_release(&sampler.ring, s);
     }
 }
@@ -142,9 +167,35 @@ static void drain_locked(void)
 static void drain(void)
 {
     pthread_mutex_lock(&A.tab_lock);
-    if (A.tab)
-        drain_locked();
+    drain_locked(0);
     pthread_mutex_unlock(&A.tab_lock);
+}
+
+/* The agent thread's drain: sessions too. */
+void agent_drain(void)
+{
+    pthread_mutex_lock(&A.tab_lock);
+    drain_locked(A.server);
+    pthread_mutex_unlock(&A.tab_lock);
+}
+
+int agent_sampling_acquire(void)
+{
+    if (atomic_fetch_add(&A.sampling_refs, 1) > 0)
+        return 0;
+    atomic_store_explicit(&sampler.running, 1, memory_order_release);
+    int failed = threads_start_all();
+    if (failed)
+        agent_log("warning: %d threads got no CPU timer", failed);
+    return 0;
+}
+
+void agent_sampling_release(void)
+{
+    if (atomic_fetch_sub(&A.sampling_refs, 1) != 1)
+        return;
+    atomic_store_explicit(&sampler.running, 0, memory_order_release);
+    threads_stop_all();
 }
 
 /* How long the ring may fill before it is drained: a quarter of its slots
@@ -206,9 +257,11 @@ static void *agent_main(void *arg)
     int64_t next_drain = now + DRAIN_MIN_NS;
     int64_t next_discover = now + DISCOVER_NS;
     int64_t next_wall = now + sampler.interval_ns;
-    int wall = (A.cfg.types & SONDE_PROFILE_WALL) != 0;
+    int wall_type = (A.cfg.types & SONDE_PROFILE_WALL) != 0;
     while (!atomic_load(&A.stop_req)) {
         now = clock_ns(CLOCK_MONOTONIC);
+        int sampling = atomic_load(&sampler.running);
+        int wall = wall_type && sampling;
         if (wall && now >= next_wall) {
             wall_pass(now);
             next_wall += sampler.interval_ns;
@@ -220,8 +273,13 @@ static void *agent_main(void *arg)
              * changed.  We do not interpose dlopen: glibc picks $ORIGIN,
              * RUNPATH and namespace from its caller's address. */
             modules_refresh();
-            drain();
-            next_drain = now + drain_period();
+            agent_drain();
+            next_drain = now + (sampling ? drain_period() : IDLE_NS);
+        }
+        if (A.server) {
+            session_tick(now);
+            if (atomic_load(&sampler.running) != sampling) /* a session began or ended */
+                next_drain = now + DRAIN_MIN_NS;
         }
         if (now >= next_discover) {
             threads_discover();
@@ -233,7 +291,18 @@ static void *agent_main(void *arg)
             next = next_wall;
         if (next_discover < next)
             next = next_discover;
+        if (A.server) {
+            int64_t due = session_next_due(now);
+            if (due < next)
+                next = due;
+        }
         sleep_until(next);
+    }
+    if (A.server) {
+        /* Stopping: running sessions end now and go to the uplink, which
+         * sonde_stop then flushes within its bound. */
+        agent_drain();
+        session_end_all();
     }
     return NULL;
 }
@@ -282,6 +351,45 @@ static void atfork_prepare(void);
 static void atfork_parent(void);
 static void atfork_child(void);
 
+static int env_ms(const char *name, int def, int max)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return def;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*end || x < 0 || x > max) {
+        agent_log("%s=%s: expected 0 to %d ms; using %d", name, v, max, def);
+        return def;
+    }
+    return (int)x;
+}
+
+/* The uplink's configuration: the server fields of cfg, the command
+ * line, and two timing knobs only tests and unusual hosts change. */
+static void link_config_fill(const sonde_config_t *cfg)
+{
+    struct uplink_config *l = &A.link;
+    memset(l, 0, sizeof *l);
+    snprintf(l->server, sizeof l->server, "%s", cfg->server);
+    size_t n = strlen(l->server);
+    while (n > 0 && l->server[n - 1] == '/')
+        l->server[--n] = 0;
+    snprintf(l->app, sizeof l->app, "%s", cfg->app);
+    snprintf(l->instance, sizeof l->instance, "%s", cfg->instance);
+    snprintf(l->token, sizeof l->token, "%s", cfg->token);
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t r = read(fd, l->cmdline, sizeof l->cmdline - 1);
+        close(fd);
+        for (ssize_t i = 0; i < r - 1; i++)
+            if (!l->cmdline[i])
+                l->cmdline[i] = ' ';
+    }
+    l->register_delay_ms = env_ms("SONDE_REGISTER_DELAY_MS", 500, 3600000);
+    l->exit_flush_ms = env_ms("SONDE_EXIT_FLUSH_MS", 2000, 60000);
+}
+
 static int start_locked(const sonde_config_t *cfg)
 {
     if (A.started)
@@ -324,13 +432,26 @@ static int start_locked(const sonde_config_t *cfg)
     } else {
         ring_reset(&sampler.ring);
     }
+    if (cfg->server[0] && strncmp(cfg->server, "http://", 7) != 0 && strncmp(cfg->server, "https://", 8) != 0)
+        return agent_error(-EINVAL, "server=%s: expected a URL like http://host:7070", cfg->server);
+    A.server = cfg->server[0] != 0;
+    /* A local stack table unless only a server gets the samples. */
+    int local = !A.server || cfg->output[0];
     pthread_mutex_lock(&A.tab_lock);
     stacktab_free(A.tab);
-    A.tab = stacktab_new(cfg->max_stacks, cfg->max_frames);
+    span_map_free(A.spans);
+    A.tab = local ? stacktab_new(cfg->max_stacks, cfg->max_frames) : NULL;
+    A.spans = local ? span_map_new(cfg->max_stacks) : NULL;
+    if (!A.spans) {
+        stacktab_free(A.tab);
+        A.tab = NULL;
+    }
     A.dropped_table = 0;
     pthread_mutex_unlock(&A.tab_lock);
-    if (!A.tab)
+    if (local && !A.tab)
         return agent_error(-ENOMEM, "out of memory for a stack table of %zu stacks", cfg->max_stacks);
+    if (A.server && (rc = session_init(cfg)) != 0)
+        return agent_error(rc, "out of memory for sessions");
 
     if ((rc = modules_init()) != 0)
         return agent_error(rc, "cannot read the loaded modules: %s", strerror(-rc));
@@ -360,24 +481,30 @@ static int start_locked(const sonde_config_t *cfg)
     A.start_mono_ns = clock_ns(CLOCK_MONOTONIC);
     A.stop_mono_ns = 0;
     atomic_store(&A.stop_req, 0);
-    atomic_store_explicit(&sampler.running, 1, memory_order_release);
-    int failed = threads_start_all();
-    if (failed)
-        agent_log("warning: %d threads got no CPU timer", failed);
+    atomic_store(&A.sampling_refs, 0);
+    if (local)
+        agent_sampling_acquire(); /* recording to a file: sample from now on */
 
     pthread_once(&wake_once, wake_init);
     rc = threads_create_agent_thread(&A.thread, agent_main, NULL);
     if (rc != 0) {
+        atomic_store(&A.sampling_refs, 0);
         atomic_store(&sampler.running, 0);
         threads_stop_all();
         return agent_error(-rc, "cannot start the agent thread: %s", strerror(rc));
     }
     A.thread_running = 1;
     A.started = 1;
-    agent_log("started: rss %ld KiB, %d Hz, types %s%s, signal %d, output %s", rss_kib(), cfg->frequency_hz,
-              cfg->types & SONDE_PROFILE_CPU ? "cpu" : "",
+    if (A.server) {
+        link_config_fill(cfg);
+        if ((rc = uplink_start(&A.link)) != 0)
+            agent_log("cannot start the server link: %s", strerror(-rc));
+    }
+    agent_log("started: rss %ld KiB, %d Hz, types %s%s, signal %d, output %s, server %s%s%s", rss_kib(),
+              cfg->frequency_hz, cfg->types & SONDE_PROFILE_CPU ? "cpu" : "",
               cfg->types & SONDE_PROFILE_WALL ? (cfg->types & SONDE_PROFILE_CPU ? ",wall" : "wall") : "",
-              signo, cfg->output[0] ? cfg->output : "(none)");
+              signo, cfg->output[0] ? cfg->output : "(none)", A.server ? cfg->server : "(none)",
+              A.server ? ", app " : "", A.server ? cfg->app : "");
     return 0;
 }
 
@@ -428,7 +555,10 @@ static int write_locked(const char *path, sonde_format_t format)
     char msg[512] = "";
     threads_refresh_names();
     pthread_mutex_lock(&A.tab_lock);
-    drain_locked();
+    /* With a server, the ring also feeds sessions, which only the agent
+     * thread may touch: leave it to that thread while it runs. */
+    if (!A.server || !A.thread_running)
+        drain_locked(0);
     int64_t end = A.stop_mono_ns ? A.stop_mono_ns : clock_ns(CLOCK_MONOTONIC);
     struct export_request req = {
         .tab = A.tab,
@@ -438,6 +568,7 @@ static int write_locked(const char *path, sonde_format_t format)
         .duration_nanos = end - A.start_mono_ns,
         .thread_name = name_cb,
         .arg = NULL,
+        .spans = A.spans,
     };
     int rc = export_write(&req, (int)format, path, msg, sizeof msg);
     pthread_mutex_unlock(&A.tab_lock);
@@ -465,18 +596,29 @@ static int stop_locked(void)
 {
     if (!A.started)
         return 0;
-    atomic_store_explicit(&sampler.running, 0, memory_order_release);
-    threads_stop_all();
+    /* Local recording stops now; sessions end on the agent thread as it
+     * leaves, their profiles go to the uplink, which gets a bounded time
+     * to send them. */
+    if (!A.server) {
+        atomic_store_explicit(&sampler.running, 0, memory_order_release);
+        threads_stop_all();
+    }
     A.stop_mono_ns = clock_ns(CLOCK_MONOTONIC);
     if (A.thread_running) {
         wake_agent_thread();
         pthread_join(A.thread, NULL);
         A.thread_running = 0;
     }
+    if (A.server)
+        uplink_stop();
+    atomic_store(&A.sampling_refs, 0);
+    atomic_store_explicit(&sampler.running, 0, memory_order_release);
+    threads_stop_all();
     threads_free_wall_stacks();
     threads_wait_quiescent();
     drain();
     A.started = 0;
+    A.server = 0;
     log_selftime();
     agent_log("stopped: rss %ld KiB, samples=%llu dropped_ring=%llu dropped_table=%llu truncated=%llu",
               rss_kib(),
@@ -508,19 +650,31 @@ SONDE_EXPORT int sonde_get_stats(sonde_stats_t *out)
     pthread_mutex_unlock(&A.tab_lock);
     out->truncated = atomic_load(&sampler.truncated);
     out->threads = threads_seen();
+    out->sessions = session_count_started();
+    struct uplink_stats ls;
+    uplink_get_stats(&ls);
+    out->uploads = ls.uploads;
+    out->uploads_dropped = ls.uploads_dropped;
+    out->spans = span_count_begun();
+    out->spans_sampled = span_count_sampled();
     return 0;
 }
 
 /* ---- fork ---------------------------------------------------------- */
 
+/* The uplink's lock first: while libcurl starts a resolver thread it
+ * holds the uplink's curl lock and needs the registry (pthread_create
+ * interposer), so taking the registry first could stall the fork. */
 static void atfork_prepare(void)
 {
+    uplink_atfork_prepare();
     threads_atfork_prepare();
 }
 
 static void atfork_parent(void)
 {
     threads_atfork_parent();
+    uplink_atfork_parent();
 }
 
 /* In the child only the forking thread exists, no timer survived, and any
@@ -536,15 +690,51 @@ static void atfork_child(void)
     if (A.started)
         wake_init(); /* a waiter in the parent may have left the cond busy */
     threads_atfork_child();
+    uplink_atfork_child();
     modules_atfork_child();
     A.thread_running = 0;
     if (!A.started)
         return;
     atomic_store(&sampler.running, 0);
+    atomic_store(&A.sampling_refs, 0);
     ring_reset(&sampler.ring);
-    if (A.tab)
+    if (A.tab) {
         stacktab_clear(A.tab);
+        span_map_free(A.spans);
+        A.spans = span_map_new(A.cfg.max_stacks);
+        if (!A.spans) {
+            stacktab_free(A.tab);
+            A.tab = NULL;
+        }
+    }
     A.dropped_table = 0;
+    if (A.server) {
+        /* A prefork worker becomes an agent of its own: same app and
+         * instance, its own pid, its own agent thread and link.  The link
+         * registers only once the child has lived register_delay_ms, so a
+         * child that execs or exits soon costs two thread creations and
+         * never touches the network.  Local recording follows the child
+         * only with follow_fork, as without a server. */
+        session_atfork_child();
+        atomic_store(&A.stop_req, 0);
+        if (A.tab && A.cfg.follow_fork && A.base_output[0]) {
+            snprintf(A.cfg.output, sizeof A.cfg.output, "%.4080s.%d", A.base_output, (int)getpid());
+            agent_sampling_acquire();
+        } else if (A.tab) {
+            stacktab_free(A.tab);
+            span_map_free(A.spans);
+            A.tab = NULL;
+            A.spans = NULL;
+            A.cfg.output[0] = 0;
+        }
+        A.start_realtime_ns = clock_ns(CLOCK_REALTIME);
+        A.start_mono_ns = clock_ns(CLOCK_MONOTONIC);
+        A.stop_mono_ns = 0;
+        if (threads_create_agent_thread(&A.thread, agent_main, NULL) == 0)
+            A.thread_running = 1;
+        uplink_restart_child();
+        return;
+    }
     if (!A.cfg.follow_fork || !A.base_output[0]) {
         A.started = 0;
         A.cfg.output[0] = 0;
@@ -556,8 +746,7 @@ static void atfork_child(void)
     A.stop_mono_ns = 0;
     atomic_store(&A.stop_req, 0);
     atomic_store(&sampler.samples, 0);
-    atomic_store(&sampler.running, 1);
-    threads_start_all();
+    agent_sampling_acquire();
     if (threads_create_agent_thread(&A.thread, agent_main, NULL) == 0)
         A.thread_running = 1;
 }
@@ -571,6 +760,19 @@ __attribute__((constructor)) static void sonde_ctor(void)
         log_fd = open(lp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     threads_init(0);
     const char *out = getenv("SONDE_OUTPUT");
+    const char *server = getenv("SONDE_SERVER");
+    if (server && *server && (!out || !*out)) {
+        /* Connected: every process that loads the agent is an agent of
+         * its own (a short-lived one never registers: see uplink.h). */
+        sonde_config_t cfg;
+        if (sonde_config_init(&cfg) != 0) {
+            agent_log("not started: %s", sonde_errmsg());
+            return;
+        }
+        if (sonde_start(&cfg) != 0)
+            agent_log("not started: %s", sonde_errmsg());
+        return;
+    }
     if (!out || !*out)
         return;
     /* `sonde record` names the one process it means (the program it

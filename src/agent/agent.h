@@ -12,9 +12,24 @@
 /* Sets the calling thread's sonde_errmsg() and returns code (negative). */
 int agent_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The same without a log line: for expected, frequent refusals (a span
+ * ended twice) that must stay cheap. */
+int agent_error_quiet(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Appends a line to the agent log (SONDE_LOG), if one is open.  Never from
  * a signal handler. */
 void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Sampling runs while someone needs it: local recording to a file holds
+ * one reference for the agent's life, each running session one.  The
+ * first acquire arms every thread's timer, the last release disarms them.
+ * Agent thread (sessions) or under the lifecycle lock. */
+int agent_sampling_acquire(void);
+void agent_sampling_release(void);
+
+/* Drains the sample ring into the local table and every running session.
+ * Agent thread only. */
+void agent_drain(void);
 
 /* Parses a signal spec: a number, "SIGRTMIN+N", or a name like "SIGPROF".
  * Returns the number or -EINVAL. */

@@ -5,9 +5,11 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "agent.h"
 
@@ -19,6 +21,23 @@ static int parse_long(const char *name, const char *v, long lo, long hi, long *o
     if (errno || end == v || *end || x < lo || x > hi)
         return agent_error(-EINVAL, "%s=%s: expected an integer from %ld to %ld", name, v, lo, hi);
     *out = x;
+    return 0;
+}
+
+/* An app or instance name: 1..len-1 printable bytes, no control
+ * characters.  Unset or "" leaves dst empty (the caller's default). */
+static int copy_name(const char *name, const char *v, char *dst, size_t len)
+{
+    dst[0] = 0;
+    if (!v || !*v)
+        return 0;
+    size_t n = strlen(v);
+    if (n >= len)
+        return agent_error(-EINVAL, "%s: longer than %zu bytes", name, len - 1);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+            return agent_error(-EINVAL, "%s: control characters are not allowed", name);
+    memcpy(dst, v, n + 1);
     return 0;
 }
 
@@ -149,6 +168,29 @@ __attribute__((visibility("default"))) int sonde_config_init(sonde_config_t *cfg
             cfg->follow_fork = (int)x;
         else
             rc = -EINVAL;
+    }
+    if ((v = getenv("SONDE_SERVER")) && *v) {
+        if (strlen(v) >= sizeof cfg->server)
+            rc = agent_error(-ENAMETOOLONG, "SONDE_SERVER: longer than %zu bytes", sizeof cfg->server - 1);
+        else if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
+            rc = agent_error(-EINVAL, "SONDE_SERVER=%s: expected a URL like http://host:7070", v);
+        else
+            strcpy(cfg->server, v);
+    }
+    if (copy_name("SONDE_APP", getenv("SONDE_APP"), cfg->app, sizeof cfg->app) != 0)
+        rc = -EINVAL;
+    if (!cfg->app[0])
+        snprintf(cfg->app, sizeof cfg->app, "%s",
+                 program_invocation_short_name[0] ? program_invocation_short_name : "app");
+    if (copy_name("SONDE_INSTANCE", getenv("SONDE_INSTANCE"), cfg->instance, sizeof cfg->instance) != 0)
+        rc = -EINVAL;
+    if (!cfg->instance[0] && gethostname(cfg->instance, sizeof cfg->instance - 1) != 0)
+        strcpy(cfg->instance, "localhost");
+    if ((v = getenv("SONDE_TOKEN")) && *v) {
+        if (strlen(v) >= sizeof cfg->token)
+            rc = agent_error(-EINVAL, "SONDE_TOKEN: longer than %zu bytes", sizeof cfg->token - 1);
+        else
+            strcpy(cfg->token, v);
     }
     return rc;
 }

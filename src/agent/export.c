@@ -15,14 +15,16 @@
  *                 wall/nanoseconds, one column per recorded type;
  *   period        the first of cpu/wall, period_ns; default sample type
  *                 the same;
- *   labels        thread (name), thread_id (num), state for wall samples;
+ *   labels        thread (name), thread_id (num), state for wall samples,
+ *                 trace_id and interface for samples taken in a span;
  *   mappings      one per module (path, build id, executable range);
  *   functions     demangled name, mangled system name, source file; a
  *                 frame without symbol is named "<module basename>+0x<off>"
  *                 (off = ELF virtual address, as addr2line -e takes it).
  *
  * Collapsed stacks: "root;...;leaf SAMPLES" lines, inline frames
- * expanded, merged and sorted (pprof_collapsed, shared with the CLI).
+ * expanded, merged and sorted (pprof_collapsed, shared with the CLI);
+ * stacks that differ only by thread or span are merged.
  * When both CPU and wall were recorded, only the CPU samples are written
  * (adding the two kinds of samples would mean nothing).
  *
@@ -48,6 +50,7 @@
 #include "common/pprof.h"
 #include "modules.h"
 #include "sonde.h"
+#include "span.h"
 #include "symbolize.h"
 
 #define MAX_INLINE 64 /* frames per address kept (symbolize.c caps alike) */
@@ -261,7 +264,7 @@ static int visit(const struct stack_entry *se, void *arg)
         values[ex->cpu_col] = se->value_ns;
     if (se->type == SONDE_PROFILE_WALL && ex->wall_col > 0)
         values[ex->wall_col] = se->value_ns;
-    struct pprof_label labels[3];
+    struct pprof_label labels[5];
     size_t nl = 0;
     const char *tname = ex->req->thread_name ? ex->req->thread_name(se->tid, ex->req->arg) : NULL;
     if (tname && tname[0])
@@ -270,6 +273,11 @@ static int visit(const struct stack_entry *se, void *arg)
     char letter[2];
     if (se->type == SONDE_PROFILE_WALL && se->state)
         labels[nl++] = (struct pprof_label){.key = "state", .str = state_name(se->state, letter)};
+    const char *iface, *trace;
+    if (se->span && ex->req->spans && span_map_get(ex->req->spans, se->span, &iface, &trace) == 0) {
+        labels[nl++] = (struct pprof_label){.key = "trace_id", .str = trace};
+        labels[nl++] = (struct pprof_label){.key = "interface", .str = iface};
+    }
     int rc = pprof_builder_sample(ex->b, ex->locs, nlocs, values, labels, nl);
     if (rc != 0)
         ex->err = rc;
@@ -404,6 +412,58 @@ static int write_atomic(const char *path, emit_fn emit, void *arg, char *errmsg,
     return rc;
 }
 
+/* Symbolizes the table and builds the profile in ex (ex->b for pprof,
+ * ex->coll for collapsed, finished).  The caller frees with
+ * exporter_free and modules_list_free(*mods, *nmods). */
+static int build(struct exporter *ex, const struct export_request *req, int format,
+                 struct module_info **mods, size_t *nmods, char *errmsg, size_t len)
+{
+    memset(ex, 0, sizeof *ex);
+    *mods = NULL;
+    *nmods = 0;
+    if (format != SONDE_FORMAT_PPROF && format != SONDE_FORMAT_COLLAPSED) {
+        errf(errmsg, len, "unknown output format %d (0 = pprof, 1 = collapsed)", format);
+        return -EINVAL;
+    }
+    int rc = modules_list(mods, nmods);
+    if (rc != 0) {
+        errf(errmsg, len, "cannot list modules: %s", strerror(-rc));
+        return rc;
+    }
+    ex->req = req;
+    ex->mods = *mods;
+    ex->nmods = *nmods;
+    ex->sym = symbolizer_new(*mods, *nmods);
+    rc = ex->sym ? 0 : -ENOMEM;
+
+    if (rc == 0 && format == SONDE_FORMAT_PPROF)
+        rc = pprof_begin(ex);
+    if (rc == 0 && format == SONDE_FORMAT_COLLAPSED) {
+        ex->coll_type = (req->types & SONDE_PROFILE_CPU) ? SONDE_PROFILE_CPU
+                        : (req->types & SONDE_PROFILE_WALL) ? SONDE_PROFILE_WALL
+                                                            : -1;
+        if (!(ex->coll = pprof_collapsed_new()))
+            rc = -ENOMEM;
+    }
+    if (rc == 0 && ex->coll && ex->coll_type < 0) {
+        /* No type recorded: write everything there is. */
+        ex->coll_type = 0;
+    }
+    if (rc == 0)
+        rc = stacktab_foreach(req->tab, visit, ex);
+    if (rc == 0 && ex->err)
+        rc = ex->err;
+    if (rc == 0 && ex->b) {
+        for (size_t i = 0; i < *nmods; i++)
+            pprof_builder_mapping_flags(ex->b, ex->mapping_ids[i], ex->mapping_flags[i]);
+    }
+    if (rc == 0 && ex->coll)
+        pprof_collapsed_finish(ex->coll);
+    if (rc != 0)
+        errf(errmsg, len, "cannot build the profile: %s", strerror(-rc));
+    return rc;
+}
+
 int export_write(const struct export_request *req, int format, const char *path, char *errmsg,
                  size_t len)
 {
@@ -413,60 +473,59 @@ int export_write(const struct export_request *req, int format, const char *path,
         errf(errmsg, len, "no %s to export", !path || !path[0] ? "output path" : "stack table");
         return -EINVAL;
     }
-    if (format != SONDE_FORMAT_PPROF && format != SONDE_FORMAT_COLLAPSED) {
-        errf(errmsg, len, "unknown output format %d (0 = pprof, 1 = collapsed)", format);
-        return -EINVAL;
-    }
-    struct module_info *mods = NULL;
-    size_t nmods = 0;
-    int rc = modules_list(&mods, &nmods);
-    if (rc != 0) {
-        errf(errmsg, len, "cannot list modules: %s", strerror(-rc));
-        return rc;
-    }
     struct exporter ex;
-    memset(&ex, 0, sizeof ex);
-    ex.req = req;
-    ex.mods = mods;
-    ex.nmods = nmods;
-    ex.sym = symbolizer_new(mods, nmods);
-    rc = ex.sym ? 0 : -ENOMEM;
-
-    if (rc == 0 && format == SONDE_FORMAT_PPROF)
-        rc = pprof_begin(&ex);
-    if (rc == 0 && format == SONDE_FORMAT_COLLAPSED) {
-        ex.coll_type = (req->types & SONDE_PROFILE_CPU) ? SONDE_PROFILE_CPU
-                       : (req->types & SONDE_PROFILE_WALL) ? SONDE_PROFILE_WALL
-                                                           : -1;
-        if (!(ex.coll = pprof_collapsed_new()))
-            rc = -ENOMEM;
-    }
-    if (rc == 0 && ex.coll && ex.coll_type < 0) {
-        /* No type recorded: write everything there is. */
-        ex.coll_type = 0;
-    }
-    if (rc == 0)
-        rc = stacktab_foreach(req->tab, visit, &ex);
-    if (rc == 0 && ex.err)
-        rc = ex.err;
-
+    struct module_info *mods;
+    size_t nmods;
+    int rc = build(&ex, req, format, &mods, &nmods, errmsg, len);
     uint8_t *bytes = NULL;
     size_t nbytes = 0;
     if (rc == 0 && ex.b) {
-        for (size_t i = 0; i < nmods; i++)
-            pprof_builder_mapping_flags(ex.b, ex.mapping_ids[i], ex.mapping_flags[i]);
         rc = pprof_builder_encode(ex.b, &bytes, &nbytes);
+        if (rc != 0)
+            errf(errmsg, len, "cannot build the profile: %s", strerror(-rc));
     }
-    if (rc != 0) {
-        errf(errmsg, len, "cannot build the profile: %s", strerror(-rc));
-    } else if (ex.b) {
+    if (rc == 0 && ex.b) {
         struct bytes b = {bytes, nbytes};
         rc = write_atomic(path, emit_bytes, &b, errmsg, len);
-    } else {
-        pprof_collapsed_finish(ex.coll);
+    } else if (rc == 0) {
         rc = write_atomic(path, emit_collapsed, ex.coll, errmsg, len);
     }
     free(bytes);
+    exporter_free(&ex);
+    modules_list_free(mods, nmods);
+    return rc;
+}
+
+int export_pprof_gz(const struct export_request *req, void **buf, size_t *len, char *errmsg,
+                    size_t errlen)
+{
+    if (errmsg && errlen)
+        errmsg[0] = '\0';
+    if (!buf || !len) {
+        errf(errmsg, errlen, "no buffer to export into");
+        return -EINVAL;
+    }
+    *buf = NULL;
+    *len = 0;
+    if (!req || !req->tab) {
+        errf(errmsg, errlen, "no stack table to export");
+        return -EINVAL;
+    }
+    struct exporter ex;
+    struct module_info *mods;
+    size_t nmods;
+    int rc = build(&ex, req, SONDE_FORMAT_PPROF, &mods, &nmods, errmsg, errlen);
+    uint8_t *bytes = NULL;
+    size_t nbytes = 0;
+    if (rc == 0) {
+        rc = pprof_builder_encode(ex.b, &bytes, &nbytes);
+        if (rc != 0)
+            errf(errmsg, errlen, "cannot build the profile: %s", strerror(-rc));
+    }
+    if (rc == 0) {
+        *buf = bytes;
+        *len = nbytes;
+    }
     exporter_free(&ex);
     modules_list_free(mods, nmods);
     return rc;

@@ -28,9 +28,11 @@ struct stack_table {
     uint64_t dropped;
 };
 
-static uint32_t hash_stack(uint8_t type, uint8_t state, uint32_t tid, const uintptr_t *f, int n)
+static uint32_t hash_stack(uint8_t type, uint8_t state, uint32_t tid, uint32_t span, const uintptr_t *f,
+                           int n)
 {
-    uint64_t h = 0xcbf29ce484222325ull ^ ((uint64_t)type << 40) ^ ((uint64_t)state << 32) ^ tid;
+    uint64_t h = 0xcbf29ce484222325ull ^ ((uint64_t)type << 40) ^ ((uint64_t)state << 32) ^ tid ^
+                 ((uint64_t)span << 48) ^ ((uint64_t)span * 0x9e3779b97f4a7c15ull);
     for (int i = 0; i < n; i++) {
         h ^= f[i];
         h *= 0x100000001b3ull;
@@ -79,18 +81,18 @@ static struct stack_entry *entry_at(const struct stack_table *t, uint32_t ref)
     return (struct stack_entry *)(t->arena + (size_t)(ref - 1) * 8);
 }
 
-int stacktab_add(struct stack_table *t, uint8_t type, uint8_t state, uint32_t tid,
+int stacktab_add(struct stack_table *t, uint8_t type, uint8_t state, uint32_t tid, uint32_t span,
                  const uintptr_t *frames, int nframes, uint64_t count, int64_t value_ns)
 {
     if (nframes < 0)
         nframes = 0;
     if (nframes > t->max_frames)
         nframes = t->max_frames;
-    uint32_t h = hash_stack(type, state, tid, frames, nframes);
+    uint32_t h = hash_stack(type, state, tid, span, frames, nframes);
     uint32_t *head = &t->buckets[h & (t->nbuckets - 1)];
     for (uint32_t ref = *head; ref; ref = entry_at(t, ref)->next) {
         struct stack_entry *e = entry_at(t, ref);
-        if (e->hash == h && e->type == type && e->state == state && e->tid == tid &&
+        if (e->hash == h && e->type == type && e->state == state && e->tid == tid && e->span == span &&
             e->nframes == nframes && memcmp(e->frames, frames, (size_t)nframes * sizeof(uintptr_t)) == 0) {
             e->count += count;
             e->value_ns += value_ns;
@@ -110,6 +112,7 @@ int stacktab_add(struct stack_table *t, uint8_t type, uint8_t state, uint32_t ti
     e->count = count;
     e->value_ns = value_ns;
     e->tid = tid;
+    e->span = span;
     e->type = type;
     e->state = state;
     e->nframes = (uint16_t)nframes;

@@ -25,6 +25,9 @@ struct stack_entry {
     uint16_t nframes;
     uint32_t hash;
     uint32_t next;       /* internal: hash chain (index + 1, 0 = end) */
+    uint32_t span;       /* the span the samples were taken in: index in the
+                            session's span_map (span.h), 0 = none */
+    uint32_t pad;
     uintptr_t frames[];  /* frames[0] = leaf pc; frames[i > 0] = return addresses */
 };
 
@@ -35,10 +38,11 @@ struct stack_table;
 struct stack_table *stacktab_new(size_t max_stacks, int max_frames);
 void stacktab_free(struct stack_table *t);
 
-/* Adds count samples weighing value_ns to the stack.  frames beyond
+/* Adds count samples weighing value_ns to the stack of (type, state, tid,
+ * span, frames).  frames beyond
  * max_frames are cut (the outermost ones).  0, or -ENOSPC when the stack is
  * new and the table is full (counted in stacktab_dropped()). */
-int stacktab_add(struct stack_table *t, uint8_t type, uint8_t state, uint32_t tid,
+int stacktab_add(struct stack_table *t, uint8_t type, uint8_t state, uint32_t tid, uint32_t span,
                  const uintptr_t *frames, int nframes, uint64_t count, int64_t value_ns);
 
 /* Calls fn for every stack; stops early and returns fn's value if nonzero. */

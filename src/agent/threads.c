@@ -215,6 +215,7 @@ static struct thread_slot *insert_locked(int tid, int *inserted)
     t->armed_ns = 0;
     t->sched_cpu_ns = 0;
     t->start_fn = 0;
+    atomic_store(&t->span_rec, NULL); /* set again by the thread's next span */
     t->last_n = 0;
     memset(t->name, 0, sizeof t->name);
     set_tid(t, tid);
@@ -694,6 +695,8 @@ struct start_arg {
     void *arg;
     uintptr_t user_stack;   /* the caller's own stack (attr), or 0 */
     size_t stack_size;      /* its size, or the default thread stack size */
+    uint32_t flags;         /* SLOT_AGENT when an agent thread made it (libcurl's
+                               resolver threads): never sampled */
 };
 
 /* glibc puts a thread's descriptor (pthread_self()) at the top of its stack
@@ -708,7 +711,7 @@ static void *thread_start(void *p)
     uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
     if (!(a.stack_size && sp > lo && sp < hi))
         lo = hi = 0; /* not the layout we know: fall back to the maps snapshot */
-    struct thread_slot *t = register_self(0, lo, hi);
+    struct thread_slot *t = register_self(a.flags, lo, hi);
     if (t)
         t->start_fn = (uintptr_t)a.fn;
     return a.fn(a.arg);
@@ -729,6 +732,8 @@ __attribute__((visibility("default"))) int pthread_create(pthread_t *th, const p
     a->arg = arg;
     a->user_stack = 0;
     a->stack_size = 0;
+    struct thread_slot *self = sampler_tls_slot;
+    a->flags = self && (atomic_load(&self->flags) & SLOT_AGENT) ? SLOT_AGENT : 0;
     if (attr) {
         void *addr = NULL;
         size_t size = 0;

@@ -16,7 +16,9 @@
  *     unwind the copy with rbp unknown (the unwinder recovers it from the
  *     callee-saved slots or a frame-record heuristic).  A thread still
  *     blocked at the same sp/pc as last time reuses its last stack.
- * Each such sample weighs the wall time since the thread's last pass.
+ * Each such sample weighs the wall time since the thread's last pass, and
+ * carries the span the thread is in (sigsafe/span_rec.h), like the
+ * handler's samples do.
  * Runs on the agent thread only.
  */
 #include <errno.h>
@@ -28,6 +30,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "sigsafe/span_rec.h"
 #include "threads.h"
 
 #define WALL_COPY_MAX (128 * 1024)
@@ -101,6 +104,12 @@ static void push(struct thread_slot *t, char state, int64_t weight)
     s->nframes = (uint16_t)n;
     s->weight_ns = weight;
     s->truncated = 0;
+    /* The span the thread is blocked in, if any (a request waiting on a
+     * database, say): its record, read seqlock-style since its owner may
+     * be running again by now. */
+    struct span_rec *sr = atomic_load_explicit(&t->span_rec, memory_order_acquire);
+    if (sr)
+        span_rec_tag_other(sr, (int)s->tid, s);
     ring_publish(&sampler.ring, s, pos);
     atomic_fetch_add_explicit(&sampler.samples, 1, memory_order_relaxed);
 }

@@ -35,8 +35,9 @@ static void record_usage(FILE *f)
                "  --follow-exec   programs PROGRAM execs are profiled too, into FILE.<pid>\n");
 }
 
-/* libsonde.so beside the executable, or in ../lib, or $SONDE_LIB. */
-static int find_agent(char *out, size_t len)
+/* libsonde.so beside the executable, or in ../lib, or $SONDE_LIB
+ * (commands.h; `sonde run` finds it the same way). */
+int record_find_agent(char *out, size_t len)
 {
     const char *env = getenv("SONDE_LIB");
     if (env && *env) {
@@ -157,7 +158,7 @@ int cmd_record(int argc, char **argv)
     char **prog = argv + optind;
 
     char agent[PATH_MAX];
-    if (find_agent(agent, sizeof agent) != 0) {
+    if (record_find_agent(agent, sizeof agent) != 0) {
         fprintf(stderr, "sonde record: cannot find libsonde.so beside the sonde executable or in "
                         "../lib; set SONDE_LIB to its path\n");
         return 1;

@@ -14,9 +14,18 @@
 #ifndef SONDE_CLI_COMMANDS_H
 #define SONDE_CLI_COMMANDS_H
 
+#include <stddef.h>
+
 int cmd_record(int argc, char **argv);   /* sonde record [-F HZ] [--cpu|--wall] [-o FILE] [--format F] -- PROG ARGS */
 int cmd_top(int argc, char **argv);      /* sonde top [-n N] [--sample-index NAME] FILE|SESSION */
 int cmd_collapse(int argc, char **argv); /* sonde collapse [--sample-index NAME] FILE */
+int cmd_run(int argc, char **argv);      /* sonde run [--server URL] [--app A] ... -- PROG ARGS */
+
+/* The agent library for a program to preload (cmd_record.c, shared with
+ * cmd_run.c): $SONDE_LIB if set, else libsonde.so beside the sonde
+ * executable or in ../lib.  0 with its path in out (len bytes, PATH_MAX
+ * is enough), -1 when there is none. */
+int record_find_agent(char *out, size_t len);
 
 /* Against sonded: cmd_server.c */
 int cmd_agents(int argc, char **argv);      /* sonde agents [--app A] [--status S] */

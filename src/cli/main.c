@@ -1,6 +1,7 @@
 /*
  * main.c — the sonde command-line tool: dispatches to one command group
- * per file (commands.h).  Local recording needs no server; the server
+ * per file (commands.h).  Local recording needs no server; `sonde run`
+ * starts a program whose agent reports to sonded (cmd_run.c); the server
  * commands talk to sonded (cmd_server.c, cmd_settings.c, cmd_token.c,
  * over command.c and client.c).
  */
@@ -25,6 +26,12 @@ static void usage(FILE *f)
             "                 print a pprof file as collapsed stacks (flamegraph.pl input)\n"
             "  version        print the version\n"
             "  help           this text\n"
+            "\n"
+            "a program connected to sonded:\n"
+            "  run [--server URL] [--app A] [--instance H] [--token T] [--frequency HZ]\n"
+            "      [--types cpu|wall|cpu,wall] [--log FILE] -- PROGRAM [ARGS...]\n"
+            "                 run PROGRAM with the agent registered with sonded: it profiles\n"
+            "                 when asked (profile-now, triggers, default sampling)\n"
             "\n"
             "server commands (sonded; each takes --server URL, --token T, --json):\n"
             "  agents [--app A] [--instance H] [--status running|stale|stopped]\n"
@@ -69,6 +76,8 @@ int main(int argc, char **argv)
         return cmd_top(argc - 1, argv + 1);
     if (!strcmp(cmd, "collapse"))
         return cmd_collapse(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 1, argv + 1);
     static const struct {
         const char *name;
         int (*run)(int argc, char **argv);

@@ -216,16 +216,20 @@ static enum http_result agent_register(struct request *req, struct response *res
 
 static enum http_result agent_heartbeat(struct request *req, struct response *res)
 {
-    static const char *const allowed[] = {"agent_id", "cpu_pct", "mem_pct", NULL};
+    static const char *const allowed[] = {"agent_id", "cpu_pct", "mem_pct", "dropped_uploads",
+                                          NULL};
     struct server *srv = req->srv;
     json_t *body = body_with(req, res, allowed);
     if (!body)
         return HTTP_DONE;
-    int64_t id;
+    int64_t id, dropped;
     double cpu, mem;
     int rc = jv_int(res, body, "agent_id", 1, INT64_MAX, 1, 0, &id);
     if (rc == 0)
         rc = jv_load(res, body, &cpu, &mem);
+    /* The agent's running total of dropped profiles; absent: unchanged. */
+    if (rc == 0)
+        rc = jv_int(res, body, "dropped_uploads", 0, INT64_MAX, 0, -1, &dropped);
     json_decref(body);
     if (rc != 0)
         return HTTP_DONE;
@@ -234,7 +238,7 @@ static enum http_result agent_heartbeat(struct request *req, struct response *re
     if (load_agent(srv, id, 0, &a, res) != 0)
         return HTTP_DONE;
     int64_t version = 0;
-    rc = store_agent_heartbeat(srv->store, id, req->now_ms, cpu, mem);
+    rc = store_agent_heartbeat(srv->store, id, req->now_ms, cpu, mem, dropped);
     if (rc == 0)
         rc = store_settings_version(srv->store, &version);
     if (rc != 0)
@@ -289,7 +293,7 @@ static void poll_keepalive(struct server *srv, struct poll_state *ps, int64_t no
     int64_t every = (int64_t)srv->cfg.heartbeat_s * 500;
     if (now_ms - ps->seen_ms < (every < 500 ? 500 : every))
         return;
-    if (store_agent_heartbeat(srv->store, ps->agent_id, now_ms, -1, -1) == 0)
+    if (store_agent_heartbeat(srv->store, ps->agent_id, now_ms, -1, -1, -1) == 0)
         ps->seen_ms = now_ms;
 }
 
@@ -311,7 +315,7 @@ static struct poll_state *poll_begin(struct request *req, struct response *res)
     struct store_agent a;
     if (load_agent(srv, id, 0, &a, res) != 0)
         return NULL;
-    int rc = store_agent_heartbeat(srv->store, id, req->now_ms, -1, -1);
+    int rc = store_agent_heartbeat(srv->store, id, req->now_ms, -1, -1, -1);
     if (rc != 0) {
         store_failed(srv, res, rc);
         return NULL;

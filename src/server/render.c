@@ -35,14 +35,15 @@ const char *agent_status(const struct store_agent *a, int64_t now_ms, int heartb
 
 json_t *api_agent_json(const struct store_agent *a, int64_t now_ms, int heartbeat_s)
 {
-    return json_pack("{s:I,s:s,s:s,s:I,s:s,s:s,s:I,s:I,s:I,s:o,s:s,s:o,s:o}", "id",
+    return json_pack("{s:I,s:s,s:s,s:I,s:s,s:s,s:I,s:I,s:I,s:o,s:s,s:o,s:o,s:I}", "id",
                      (json_int_t)a->id, "app", a->app, "instance", a->instance, "pid",
                      (json_int_t)a->pid, "agent_version", a->agent_version, "cmdline",
                      a->cmdline, "started_ms", (json_int_t)a->started_ms, "registered_ms",
                      (json_int_t)a->registered_ms, "last_seen_ms", (json_int_t)a->last_seen_ms,
                      "stopped_ms", opt_int(a->stopped_ms), "status",
                      agent_status(a, now_ms, heartbeat_s), "cpu_pct", pct_json(a->cpu_pct),
-                     "mem_pct", pct_json(a->mem_pct));
+                     "mem_pct", pct_json(a->mem_pct), "dropped_uploads",
+                     (json_int_t)a->dropped_uploads);
 }
 
 /* "cpu,wall" → ["cpu","wall"]; empty items are skipped. */

@@ -124,9 +124,9 @@ int store_agent_register(struct store *st, struct store_agent *a)
 }
 
 int store_agent_heartbeat(struct store *st, int64_t id, int64_t now_ms, double cpu_pct,
-                          double mem_pct)
+                          double mem_pct, int64_t dropped_uploads)
 {
-    DISPATCH(agent_heartbeat, id, now_ms, cpu_pct, mem_pct);
+    DISPATCH(agent_heartbeat, id, now_ms, cpu_pct, mem_pct, dropped_uploads);
 }
 
 int store_agent_stop(struct store *st, int64_t id, int64_t now_ms)

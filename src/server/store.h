@@ -67,6 +67,8 @@ struct store_agent {
     int64_t stopped_ms;    /* 0 while not stopped cleanly */
     double cpu_pct;        /* last reported; < 0 = never reported */
     double mem_pct;
+    int64_t dropped_uploads; /* the agent's running total of profiles it
+                                dropped (last reported; 0 = none) */
 };
 
 /* Filter for lists; NULL/"" and 0 mean "any". */
@@ -79,10 +81,10 @@ struct store_agent_filter {
 
 /* Stores a new agent (a->id is set; other fields as given). */
 int store_agent_register(struct store *st, struct store_agent *a);
-/* Updates last_seen_ms = now_ms and, when >= 0, cpu/mem percent.
- * -ENOENT unknown id. */
+/* Updates last_seen_ms = now_ms and, each when >= 0, cpu/mem percent and
+ * dropped_uploads.  -ENOENT unknown id. */
 int store_agent_heartbeat(struct store *st, int64_t id, int64_t now_ms, double cpu_pct,
-                          double mem_pct);
+                          double mem_pct, int64_t dropped_uploads);
 /* Marks the agent stopped at now_ms.  -ENOENT unknown id. */
 int store_agent_stop(struct store *st, int64_t id, int64_t now_ms);
 int store_agent_get(struct store *st, int64_t id, struct store_agent *out);
@@ -272,7 +274,7 @@ struct store_ops {
     void (*close)(struct store *st);
     int (*check)(struct store *st, char **report);
     int (*agent_register)(struct store *, struct store_agent *);
-    int (*agent_heartbeat)(struct store *, int64_t, int64_t, double, double);
+    int (*agent_heartbeat)(struct store *, int64_t, int64_t, double, double, int64_t);
     int (*agent_stop)(struct store *, int64_t, int64_t);
     int (*agent_get)(struct store *, int64_t, struct store_agent *);
     int (*agent_list)(struct store *, const struct store_agent_filter *, struct store_agent **,

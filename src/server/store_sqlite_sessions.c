@@ -37,6 +37,7 @@ static const struct sq_col agent_cols[] = {
     COL(I64, id),           COL(TXT, app),        COL(TXT, instance),   COL(I64, pid),
     COL(TXT, agent_version), COL(TXT, cmdline),   COL(I64, started_ms), COL(I64, registered_ms),
     COL(I64, last_seen_ms), COL(I64, stopped_ms), COL(DBL, cpu_pct),    COL(DBL, mem_pct),
+    COL(I64, dropped_uploads),
 };
 #undef COL
 
@@ -54,12 +55,13 @@ int sq_agent_register(struct store *st, struct store_agent *a)
                     SQ_ARGS(A_TXT(a->app), A_TXT(a->instance), A_I64(a->pid),
                             A_TXT(a->agent_version), A_TXT(a->cmdline), A_I64(a->started_ms),
                             A_I64(a->registered_ms), A_I64(a->last_seen_ms),
-                            A_I64(a->stopped_ms), A_DBL(a->cpu_pct), A_DBL(a->mem_pct)),
+                            A_I64(a->stopped_ms), A_DBL(a->cpu_pct), A_DBL(a->mem_pct),
+                            A_I64(a->dropped_uploads)),
                     "registering an agent", &a->id);
 }
 
 int sq_agent_heartbeat(struct store *st, int64_t id, int64_t now_ms, double cpu_pct,
-                       double mem_pct)
+                       double mem_pct, int64_t dropped_uploads)
 {
     int rc = sq_num_ok(cpu_pct, "cpu_pct");
     if (!rc)
@@ -67,7 +69,8 @@ int sq_agent_heartbeat(struct store *st, int64_t id, int64_t now_ms, double cpu_
     if (rc)
         return rc;
     return sq_write_one(sq_impl(st), S_AGENT_HEARTBEAT,
-                        SQ_ARGS(A_I64(id), A_I64(now_ms), A_DBL(cpu_pct), A_DBL(mem_pct)),
+                        SQ_ARGS(A_I64(id), A_I64(now_ms), A_DBL(cpu_pct), A_DBL(mem_pct),
+                                A_I64(dropped_uploads)),
                         "agent", "recording a heartbeat");
 }
 

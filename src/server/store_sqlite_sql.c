@@ -109,6 +109,8 @@ const char *const sq_migrations[] = {
     "  created_ms BIGINT NOT NULL,"
     "  last_used_ms BIGINT NOT NULL DEFAULT 0,"
     "  revoked_ms BIGINT NOT NULL DEFAULT 0);",
+    /* 2: the agents' count of profiles they dropped (heartbeat). */
+    "ALTER TABLE agents ADD COLUMN dropped_uploads BIGINT NOT NULL DEFAULT 0;",
 };
 const size_t sq_migrations_n = sizeof sq_migrations / sizeof sq_migrations[0];
 
@@ -117,7 +119,7 @@ const size_t sq_migrations_n = sizeof sq_migrations / sizeof sq_migrations[0];
 
 #define AGENT_COLS                                                                                 \
     "a.id, a.app, a.instance, a.pid, a.agent_version, a.cmdline, a.started_ms, "                   \
-    "a.registered_ms, a.last_seen_ms, a.stopped_ms, a.cpu_pct, a.mem_pct"
+    "a.registered_ms, a.last_seen_ms, a.stopped_ms, a.cpu_pct, a.mem_pct, a.dropped_uploads"
 #define SESSION_COLS                                                                               \
     "s.id, s.agent_id, s.triggered_by, s.request_id, s.app, s.instance, s.pid, s.start_ms, "       \
     "s.duration_ms, s.profile_types, s.samples, s.traces, s.cpu_pct, s.mem_pct, s.state, "         \
@@ -131,11 +133,14 @@ const char *const sq_stmt_sql[S_COUNT] = {
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_AGENT_INSERT] = "INSERT INTO agents (app, instance, pid, agent_version, cmdline, "
-                       "started_ms, registered_ms, last_seen_ms, stopped_ms, cpu_pct, mem_pct) "
-                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+                       "started_ms, registered_ms, last_seen_ms, stopped_ms, cpu_pct, mem_pct, "
+                       "dropped_uploads) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
     [S_AGENT_HEARTBEAT] = "UPDATE agents SET last_seen_ms = ?2, "
                           "cpu_pct = CASE WHEN ?3 >= 0 THEN ?3 ELSE cpu_pct END, "
-                          "mem_pct = CASE WHEN ?4 >= 0 THEN ?4 ELSE mem_pct END WHERE id = ?1",
+                          "mem_pct = CASE WHEN ?4 >= 0 THEN ?4 ELSE mem_pct END, "
+                          "dropped_uploads = CASE WHEN ?5 >= 0 THEN ?5 ELSE dropped_uploads END "
+                          "WHERE id = ?1",
     [S_AGENT_STOP] = "UPDATE agents SET stopped_ms = ?2 WHERE id = ?1",
     [S_AGENT_GET] = "SELECT " AGENT_COLS " FROM agents a WHERE a.id = ?1",
     [S_SESSION_INSERT] = "INSERT INTO sessions (agent_id, triggered_by, request_id, app, "

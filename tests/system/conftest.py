@@ -549,6 +549,7 @@ class Sonded:
         self.starts = 0
         self.stdout_lines = []
         self._agent_token = None
+        self._listen_port = 0    # 0: any free port (restart(keep_port=True) reuses one)
         self._log_path = None
         self._logs = []          # every start's stderr file, oldest first
 
@@ -563,7 +564,8 @@ class Sonded:
         extra = dict(self.extra_env)
         if self._admin_from_env and self.starts == 1:
             extra["SONDE_ADMIN_TOKEN"] = self.admin_token
-        argv = [str(SONDED), "--listen", "127.0.0.1:0", "--data", str(self.data_dir)] + self.args
+        argv = [str(SONDED), "--listen", f"127.0.0.1:{self._listen_port}", "--data",
+                str(self.data_dir)] + self.args
         self.argv = argv
         errf = open(self._log_path, "w")
         try:
@@ -643,11 +645,14 @@ class Sonded:
                 self.proc.kill()
             self.proc.wait(timeout=30)
 
-    def restart(self):
+    def restart(self, keep_port=False):
         """Stops (SIGTERM, checked) if running, then starts again on the same
-        data dir; the admin token stays the same.  The port may change."""
+        data dir; the admin token stays the same.  The port may change,
+        unless keep_port: then it listens on the same port again (what
+        agents that know the old URL need)."""
         if self.alive():
             self.stop()
+        self._listen_port = self.port if keep_port and self.port else 0
         return self.start()
 
     def cleanup(self):
@@ -988,12 +993,710 @@ def sonded_module(tmp_path_factory):
 
 def wait_for(cond, timeout=10.0, what="the condition", interval=0.05):
     """Polls cond() until it is truthy (returns its value) or fails the test
-    after timeout seconds naming what was awaited."""
+    after timeout seconds naming what was awaited (what: a string, or a
+    callable that makes one then, to show the state at the timeout)."""
     deadline = time.monotonic() + timeout
     while True:
         v = cond()
         if v:
             return v
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+            pytest.fail(f"timed out after {timeout} s waiting for "
+                        f"{what() if callable(what) else what}")
         time.sleep(interval)
+
+
+# --------------------------------------------------------------------------
+# Agents online: real programs under the agent, connected to a real sonded
+# --------------------------------------------------------------------------
+#
+#   hosts             fixture: hosts.start(argv, server, app, ...) -> Host, a
+#                     program run with LD_PRELOAD=libsonde.so and SONDE_SERVER
+#                     (stdout/stderr drained by threads, agent log in a
+#                     file); hosts.demo(...) starts examples/demo_service and
+#                     waits for its URL.  A failing test gets every host's
+#                     output and agent log (and sonded's log) in its report.
+#   memory_cgroup     fixture: memory_cgroup(limit_bytes) -> MemoryCgroup (a
+#                     child of this process's v1 memory cgroup) or None when
+#                     none can be made; .wrap(argv) starts a program in it.
+#   set_profiling()   triggers and default sampling for a workspace or app.
+#   list_sessions(), list_agents(), flame_names(), LoadClient,
+#   decode_pprof()    reading what the agents did.
+
+import random
+import socket
+import statistics
+import urllib.error
+import urllib.parse
+import urllib.request
+
+DEMO = BUILD / "examples" / "demo_service"
+_DEMO_LISTENING = re.compile(r"demo listening on (http://[\w.]+:\d+)")
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 nobody listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
+def agent_env(server, app, instance, log, token=None, extra=None):
+    """Environment for a program under the agent in server mode.  server:
+    a Sonded (its URL and agent token) or a URL string (token must then be
+    given, or none is sent)."""
+    if isinstance(server, Sonded):
+        url = server.url
+        token = token if token is not None else server.agent_token()
+    else:
+        url = server
+    env = {"LD_PRELOAD": str(LIBSONDE), "SONDE_SERVER": url, "SONDE_APP": app,
+           "SONDE_INSTANCE": instance, "SONDE_LOG": str(log)}
+    if token:
+        env["SONDE_TOKEN"] = token
+    if extra:
+        env.update({k: str(v) for k, v in extra.items()})
+    return base_env(env, agent=True)
+
+
+class Host:
+    """One program under test (usually with the agent).  .proc .pid .name
+    .lines (stdout so far) .err (stderr so far) .log_path .url (demo)."""
+
+    def __init__(self, proc, name, log_path):
+        self.proc, self.pid, self.name, self.log_path = proc, proc.pid, name, log_path
+        self.url = None
+        self.lines, self._err = [], []
+        self._cond = threading.Condition()
+        self._threads = [threading.Thread(target=self._drain, args=(proc.stdout, self.lines),
+                                          daemon=True),
+                         threading.Thread(target=self._drain, args=(proc.stderr, self._err),
+                                          daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _drain(self, stream, sink):
+        for line in stream:
+            with self._cond:
+                sink.append(line)
+                self._cond.notify_all()
+
+    @property
+    def err(self):
+        return "".join(self._err)
+
+    @property
+    def agent_log(self):
+        try:
+            return Path(self.log_path).read_text(errors="replace") if self.log_path else ""
+        except FileNotFoundError:
+            return ""
+
+    def wait_line(self, pattern, timeout=15.0):
+        """The first stdout line matching pattern (a regex) -> its match;
+        fails the test if the program exits or the time runs out first."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    m = rx.search(line)
+                    if m:
+                        return m
+                if self.proc.poll() is not None and not any(t.is_alive() for t in self._threads[:1]):
+                    pytest.fail(f"{self.name} exited ({self.proc.returncode}) before printing "
+                                f"/{pattern}/\n{self.describe()}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(f"{self.name} did not print /{pattern}/ within {timeout}s\n"
+                                f"{self.describe()}")
+                self._cond.wait(min(left, 0.2))
+
+    def values(self):
+        """key=value pairs from stdout; a key seen again keeps every value
+        in order: {key: [v1, v2, ...]}."""
+        out = {}
+        for k, v in re.findall(r"(\w+)=(\S+)", "".join(self.lines)):
+            out.setdefault(k, []).append(v)
+        return out
+
+    def send(self, line):
+        """Writes a line to the program's stdin (started with stdin=True)."""
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def terminate(self, timeout=10.0):
+        """SIGTERM to the program (its pid only) -> (exit status, seconds it
+        took); fails the test if it does not exit within timeout."""
+        t0 = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{self.name} did not exit within {timeout}s of SIGTERM\n{self.describe()}")
+        self.join()
+        return self.proc.returncode, time.monotonic() - t0
+
+    def kill(self):
+        """SIGKILL to its process group (the program and what it forked)."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.join()
+
+    def join(self):
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def sanitizer_report(self):
+        return bool(SANITIZER_REPORT.search(self.err))
+
+    def describe(self, log_chars=6000):
+        rc = self.proc.poll()
+        return (f"=== {self.name} (pid {self.pid}, status {rc}) ===\n"
+                f"$ {shlex.join(self.proc.args)}\n"
+                f"--- stdout ---\n{''.join(self.lines)[-1500:]}\n"
+                f"--- stderr ---\n{self.err[-3000:]}\n"
+                f"--- agent log {self.log_path} ---\n{self.agent_log[-log_chars:]}")
+
+
+class Hosts:
+    """Every Host a test starts; all are killed (by process group, by pid)
+    at the end of the test."""
+
+    def __init__(self, directory):
+        self.dir = Path(directory)
+        self.all = []
+        self.servers = []      # Sondeds whose logs go into a failure report
+        self.counter = 0
+
+    def start(self, argv, server=None, app="app", instance="host-1", extra=None, token=None,
+              stdin=False, agent=True, name=None, cwd=None, log=None):
+        """Starts argv under the agent with the agent log in a fresh file;
+        server: a Sonded or URL (see agent_env); extra: more environment
+        (SONDE_REGISTER_DELAY_MS…).  agent=False: no LD_PRELOAD nor
+        SONDE_SERVER (a launcher like `sonde run`), but the sanitizer
+        runtime on a SAN build, and SONDE_LOG=log if given."""
+        self.counter += 1
+        name = name or f"{Path(str(argv[0])).name}#{self.counter}"
+        if isinstance(server, Sonded) and server not in self.servers:
+            self.servers.append(server)
+        if agent:
+            log = self.dir / f"agent-{self.counter}-{Path(str(argv[0])).name}.log"
+            env = agent_env(server, app, instance, log, token=token, extra=extra)
+        else:
+            env = base_env(dict(extra or {}, **({"SONDE_LOG": log} if log else {})), agent=True)
+        proc = subprocess.Popen([str(a) for a in argv], env=env, cwd=cwd or self.dir,
+                                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                errors="replace", start_new_session=True)
+        h = Host(proc, name, log)
+        self.all.append(h)
+        return h
+
+    def demo(self, server=None, app="demo", instance="host-1", extra=None, token=None,
+             agent=True, wrap=None, timeout=None, args=(), name=None):
+        """examples/demo_service --port 0 [args] under the agent; waits for
+        its "demo listening on URL" line and sets .url.  wrap(argv) -> argv
+        (a cgroup's .wrap)."""
+        if not DEMO.exists():
+            pytest.fail(f"{DEMO} is missing: build it with `make BUILDDIR=... all`")
+        argv = [str(DEMO), "--port", "0"] + [str(a) for a in args]
+        h = self.start(wrap(argv) if wrap else argv, server, app, instance, extra=extra,
+                       token=token, agent=agent,
+                       name=name or f"demo_service#{self.counter + 1}")
+        h.url = h.wait_line(_DEMO_LISTENING.pattern, timeout or (30 if SAN else 15)).group(1)
+        return h
+
+    def cleanup(self):
+        for h in self.all:
+            h.kill()
+        for h in self.all:
+            for s in (h.proc.stdin, h.proc.stdout, h.proc.stderr):
+                if s:
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
+
+    def describe(self):
+        parts = [h.describe() for h in self.all]
+        for s in self.servers:
+            # The agents' requests and the test's changes; not the test's
+            # own polling of the lists.
+            lines = [ln for ln in s.all_logs.splitlines()
+                     if not re.search(r" GET /api/v1/(agents|sessions)[?/ ]", ln)]
+            parts.append(f"=== sonded {s.url} (status {s.proc.poll() if s.proc else None}; "
+                         f"log without the test's GETs of agents and sessions) ===\n"
+                         + "\n".join(lines[-80:]))
+        return "\n".join(parts)
+
+
+@pytest.fixture
+def hosts(tmp_path):
+    h = Hosts(tmp_path)
+    yield h
+    h.cleanup()
+    bad = [x for x in h.all if x.sanitizer_report()]
+    if bad:
+        pytest.fail("sanitizer report on a host's stderr\n" + "\n".join(x.describe() for x in bad))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that used `hosts` gets each program's output and agent
+    log (and sonded's log) as a section of its report."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        h = getattr(item, "funcargs", {}).get("hosts")
+        if isinstance(h, Hosts) and (h.all or h.servers):
+            rep.sections.append(("agents and servers", h.describe()))
+
+
+# -- settings, sessions, agents ----------------------------------------------
+
+def set_profiling(s, app=None, cpu=None, memory=None, sampling=None):
+    """Sets triggers and default sampling (for app, else the workspace).
+    cpu / memory: False = off, a dict = on with those fields (threshold,
+    duration_s, cooldown_s), None = leave.  sampling: False = off, a dict
+    = on with window_s / period_s, None = leave."""
+    q = f"?app={urllib.parse.quote(app)}" if app else ""
+    body = {}
+    for name, v in (("cpu", cpu), ("memory", memory)):
+        if v is False:
+            body[name] = {"enabled": False}
+        elif v is not None:
+            body[name] = dict(v, enabled=True)
+    if body:
+        s.ok("PUT", f"/api/v1/triggers{q}", body)
+    if sampling is False:
+        s.ok("PUT", f"/api/v1/default-sampling{q}", {"enabled": False})
+    elif sampling is not None:
+        s.ok("PUT", f"/api/v1/default-sampling{q}", dict(sampling, enabled=True))
+
+
+def _query(params):
+    return urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+
+
+def list_sessions(s, **params):
+    """GET /api/v1/sessions with params (app, triggered_by, …) -> the
+    sessions, oldest first."""
+    params.setdefault("limit", 1000)
+    return list(reversed(s.ok("GET", f"/api/v1/sessions?{_query(params)}")["sessions"]))
+
+
+def list_agents(s, **params):
+    """GET /api/v1/agents with params (app, status, …) -> the agents."""
+    return s.ok("GET", f"/api/v1/agents?{_query(params)}")["agents"]
+
+
+def flame_names(tree):
+    """Every frame name in a flame graph tree (besides root)."""
+    names, stack = set(), [tree]
+    while stack:
+        n = stack.pop()
+        if n is not tree:
+            names.add(n["name"])
+        stack.extend(n.get("children", []))
+    return names
+
+
+def session_flamegraph(s, sid, **params):
+    """GET /api/v1/sessions/{sid}/flamegraph; label=... may be a list."""
+    q = []
+    for k, v in params.items():
+        for x in (v if isinstance(v, (list, tuple)) else [v]):
+            q.append((k, x))
+    path = f"/api/v1/sessions/{sid}/flamegraph" + (f"?{urllib.parse.urlencode(q)}" if q else "")
+    return s.ok("GET", path)
+
+
+def stays(cond, seconds, what, interval=0.25):
+    """Asserts cond() holds every time it is checked for `seconds` (what:
+    a string, or a callable that makes one at a failure)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        v = cond()
+        if not v:
+            pytest.fail(f"{what() if callable(what) else what}: no longer holds")
+        if time.monotonic() > deadline:
+            return v
+        time.sleep(interval)
+
+
+# -- load on a demo service ----------------------------------------------------
+
+class LoadClient:
+    """Client threads that request paths of a service round-robin with
+    urllib (a new connection per request) until stopped.  Each request
+    carries a fresh X-Trace-Id (recorded in .trace_ids by path).
+    .per_second: {whole second since start: completed requests}.
+    .errors: failed requests (text), .done: completed requests."""
+
+    def __init__(self, base_url, paths, threads=4, timeout=10.0):
+        self.base, self.paths, self.timeout = base_url, list(paths), timeout
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        self.t0 = time.monotonic()
+        self.per_second, self.errors, self.done = {}, [], 0
+        self.trace_ids = {p: set() for p in self.paths}
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(threads)]
+
+    def start(self, t0=None):
+        """t0: the clock's zero (another client's .t0, to compare seconds)."""
+        self.t0 = time.monotonic() if t0 is None else t0
+        for t in self.threads:
+            t.start()
+        return self
+
+    def _run(self, i):
+        rng = random.Random(i * 7919 + os.getpid())
+        n = i
+        while not self.stop_event.is_set():
+            path = self.paths[n % len(self.paths)]
+            n += 1
+            tid = "%032x" % rng.getrandbits(128)
+            req = urllib.request.Request(self.base + path, headers={"X-Trace-Id": tid})
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                    r.read()
+                    ok = r.status == 200
+                    err = None if ok else f"{path}: status {r.status}"
+            except (OSError, urllib.error.URLError, http.client.HTTPException) as e:
+                ok, err = False, f"{path}: {e!r}"
+            sec = int(time.monotonic() - self.t0)
+            with self.lock:
+                if ok:
+                    self.done += 1
+                    self.per_second[sec] = self.per_second.get(sec, 0) + 1
+                    self.trace_ids[path].add(tid)
+                else:
+                    self.errors.append(err)
+            if err:
+                time.sleep(0.05)
+
+    def now(self):
+        """Seconds since start (the clock .per_second keys use)."""
+        return time.monotonic() - self.t0
+
+    def rates(self, t_from, t_to):
+        """Requests completed in each whole second k with t_from <= k and
+        k + 1 <= t_to (seconds since start)."""
+        with self.lock:
+            return [self.per_second.get(k, 0) for k in range(math.ceil(t_from), int(t_to))]
+
+    def stop(self):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(timeout=self.timeout + 5)
+
+
+@pytest.fixture
+def load_clients():
+    """load_clients(base_url, paths, threads, t0=None) -> a started
+    LoadClient, stopped at the end of the test."""
+    made = []
+
+    def _make(base_url, paths, threads=4, timeout=10.0, t0=None):
+        c = LoadClient(base_url, paths, threads, timeout).start(t0)
+        made.append(c)
+        return c
+
+    yield _make
+    for c in made:
+        c.stop()
+
+
+def median(xs):
+    return statistics.median(xs) if xs else 0.0
+
+
+# -- cgroups -------------------------------------------------------------------
+
+CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
+
+
+class MemoryCgroup:
+    """A cgroup v1 memory cgroup made for one test: .path, .limit; .wrap(argv)
+    -> an argv that moves itself into the cgroup and execs argv (same pid);
+    .stat() memory.stat as a dict; .usage() bytes; .working_set() usage
+    minus total_inactive_file (as container runtimes count it)."""
+
+    def __init__(self, path, limit):
+        self.path, self.limit = Path(path), limit
+
+    def wrap(self, argv):
+        return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(self.path)] + \
+            [str(a) for a in argv]
+
+    def read(self, name):
+        return (self.path / name).read_text()
+
+    def stat(self):
+        out = {}
+        for line in self.read("memory.stat").splitlines():
+            k, _, v = line.partition(" ")
+            out[k] = int(v)
+        return out
+
+    def usage(self):
+        return int(self.read("memory.usage_in_bytes"))
+
+    def working_set(self):
+        st = self.stat()
+        return max(0, self.usage() - st.get("total_inactive_file", st.get("inactive_file", 0)))
+
+    def pids(self):
+        try:
+            return [int(x) for x in self.read("cgroup.procs").split()]
+        except OSError:
+            return []
+
+    def remove(self):
+        """rmdir once its processes are gone (they are the test's, killed
+        by then; waits up to 10 s for the kernel to let them go)."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+
+def own_memory_cgroup_v1():
+    """This process's memory cgroup directory (v1), or None (also with
+    SONDE_TEST_CGROUP=0, to run the tests' machine-memory fallback)."""
+    if os.environ.get("SONDE_TEST_CGROUP") == "0":
+        return None
+    try:
+        text = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        _, controllers, rel = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            p = CGROUP_V1_MEMORY / rel.lstrip("/")
+            return p if (p / "memory.limit_in_bytes").exists() else None
+    return None
+
+
+@pytest.fixture
+def memory_cgroup(hosts):
+    """memory_cgroup(limit_bytes) -> a fresh MemoryCgroup, a child of this
+    process's v1 memory cgroup, or None (with the reason in
+    memory_cgroup.why) when one cannot be made.  Removed at the end of the
+    test, after the hosts (which are all killed first)."""
+    made = []
+
+    def _make(limit):
+        parent = own_memory_cgroup_v1()
+        if parent is None:
+            _make.why = "no cgroup v1 memory hierarchy at /sys/fs/cgroup/memory"
+            return None
+        path = parent / f"sonde-test-{os.getpid()}-{len(made)}-{random.randrange(1 << 30):x}"
+        try:
+            path.mkdir()
+        except OSError as e:
+            _make.why = f"cannot create {path}: {e}"
+            return None
+        cg = MemoryCgroup(path, limit)
+        made.append(cg)
+        try:
+            (path / "memory.limit_in_bytes").write_text(str(limit))
+        except OSError as e:
+            _make.why = f"cannot set {path}/memory.limit_in_bytes: {e}"
+            return None
+        return cg
+
+    _make.why = ""
+    yield _make
+    hosts.cleanup()
+    for cg in made:
+        cg.remove()
+
+
+def mem_total_bytes():
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def mem_available_bytes():
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+# -- a pprof decoder (Python only, no modules) ----------------------------------
+
+@dataclass
+class DecodedSample:
+    values: list
+    frames: list          # function names, leaf first (inline frames expanded)
+    labels: dict          # string labels {key: value}
+    num_labels: dict      # numeric labels {key: value}
+
+
+@dataclass
+class DecodedProfile:
+    sample_types: list    # [(type, unit)]
+    samples: list         # [DecodedSample]
+    period_type: tuple
+    period: int
+    duration_nanos: int
+
+    def label_values(self, key):
+        """Distinct values of string label key over every sample."""
+        return {s.labels[key] for s in self.samples if key in s.labels}
+
+    def total(self, index=0):
+        return sum(s.values[index] for s in self.samples if len(s.values) > index)
+
+
+def _pb_fields(buf):
+    """Yields (field number, wire type, value) of one message: ints for
+    varint/fixed, memoryview for length-delimited."""
+    i, n = 0, len(buf)
+
+    def varint():
+        nonlocal i
+        shift = result = 0
+        while True:
+            if i >= n:
+                raise ValueError("truncated varint")
+            b = buf[i]
+            i += 1
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return result
+            shift += 7
+
+    while i < n:
+        key = varint()
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            yield num, wt, varint()
+        elif wt == 1:
+            yield num, wt, int.from_bytes(buf[i:i + 8], "little")
+            i += 8
+        elif wt == 2:
+            ln = varint()
+            if i + ln > n:
+                raise ValueError("truncated field")
+            yield num, wt, buf[i:i + ln]
+            i += ln
+        elif wt == 5:
+            yield num, wt, int.from_bytes(buf[i:i + 4], "little")
+            i += 4
+        else:
+            raise ValueError(f"wire type {wt}")
+
+
+def _pb_ints(wt, v):
+    """A repeated integer field's value(s), packed or not."""
+    if wt != 2:
+        return [v]
+    # Packed: a run of varints.
+    out, i, buf = [], 0, bytes(v)
+    while i < len(buf):
+        shift = result = 0
+        while True:
+            b = buf[i]
+            i += 1
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                break
+            shift += 7
+        out.append(result)
+    return out
+
+
+def _signed(v):
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def decode_pprof(data):
+    """Decodes a (gzipped or raw) profile.proto into a DecodedProfile:
+    every sample with its values, frames (function names, leaf first) and
+    labels.  Raises ValueError on a malformed profile."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    mv = memoryview(data)
+    strings, types, raw_samples, locations, functions = [], [], [], {}, {}
+    period_type, period, duration = (0, 0), 0, 0
+    for num, wt, v in _pb_fields(mv):
+        if num == 6:
+            strings.append(bytes(v).decode("utf-8", "replace"))
+        elif num == 1:
+            f = {k: x for k, _, x in _pb_fields(v)}
+            types.append((f.get(1, 0), f.get(2, 0)))
+        elif num == 2:
+            raw_samples.append(v)
+        elif num == 4:
+            lid, lines = 0, []
+            for k, w, x in _pb_fields(v):
+                if k == 1:
+                    lid = x
+                elif k == 4:
+                    lines.append({a: b for a, _, b in _pb_fields(x)}.get(1, 0))
+            locations[lid] = lines
+        elif num == 5:
+            f = {k: x for k, _, x in _pb_fields(v)}
+            functions[f.get(1, 0)] = f.get(2, 0)
+        elif num == 11:
+            f = {k: x for k, _, x in _pb_fields(v)}
+            period_type = (f.get(1, 0), f.get(2, 0))
+        elif num == 12:
+            period = _signed(v)
+        elif num == 10:
+            duration = _signed(v)
+
+    def s(i):
+        if not 0 <= i < len(strings):
+            raise ValueError(f"string index {i} out of range ({len(strings)} strings)")
+        return strings[i]
+
+    samples = []
+    for raw in raw_samples:
+        locs, values, labels, nums = [], [], {}, {}
+        for k, w, x in _pb_fields(raw):
+            if k == 1:
+                locs.extend(_pb_ints(w, x))
+            elif k == 2:
+                values.extend(_signed(y) for y in _pb_ints(w, x))
+            elif k == 3:
+                f = {a: b for a, _, b in _pb_fields(x)}
+                if f.get(2):
+                    labels[s(f.get(1, 0))] = s(f[2])
+                else:
+                    nums[s(f.get(1, 0))] = _signed(f.get(3, 0))
+        frames = []
+        for lid in locs:
+            if lid not in locations:
+                raise ValueError(f"sample names location {lid}, which does not exist")
+            # Lines are innermost first: the inlined callee, then its caller.
+            for fid in locations[lid]:
+                frames.append(s(functions[fid]) if fid in functions else f"?fn{fid}")
+        samples.append(DecodedSample(values, frames, labels, nums))
+    return DecodedProfile([(s(a), s(b)) for a, b in types], samples,
+                          (s(period_type[0]), s(period_type[1])), period, duration)

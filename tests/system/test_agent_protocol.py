@@ -568,6 +568,25 @@ def test_heartbeat_refuses_bad_field(module_agent, field, value):
     assert st == 400 and field in b["error"], (field, value, st, b)
 
 
+def test_heartbeat_dropped_uploads_is_stored_and_shown(sonded):
+    s = sonded
+    aid = s.register_agent("drops")
+    assert s.ok("GET", f"/api/v1/agents/{aid}")["dropped_uploads"] == 0
+    st, b = agent_call(s, "POST", "/api/v1/agent/heartbeat", {"agent_id": aid, "dropped_uploads": 3})
+    assert st == 200, b
+    assert s.ok("GET", f"/api/v1/agents/{aid}")["dropped_uploads"] == 3
+    listed = s.ok("GET", "/api/v1/agents?app=drops")["agents"]
+    assert [a["dropped_uploads"] for a in listed] == [3]
+    # Absent: the last total stays.
+    assert agent_call(s, "POST", "/api/v1/agent/heartbeat", {"agent_id": aid})[0] == 200
+    assert s.ok("GET", f"/api/v1/agents/{aid}")["dropped_uploads"] == 3
+    for bad in (-1, "x", 1.5, None, True):
+        st, b = agent_call(s, "POST", "/api/v1/agent/heartbeat",
+                           {"agent_id": aid, "dropped_uploads": bad})
+        assert st == 400 and "dropped_uploads" in b["error"], (bad, st, b)
+    assert s.ok("GET", f"/api/v1/agents/{aid}")["dropped_uploads"] == 3
+
+
 @pytest.mark.parametrize("field,value", [
     ("agent_id", None), ("agent_id", -3), ("agent_id", 1.0),
     ("triggered_by", None), ("triggered_by", "cron"), ("triggered_by", 1),

@@ -2,8 +2,9 @@
  * test_export.c — export_write (src/agent/export.c): a stack table of this
  * process's own code becomes a pprof file with the right sample types,
  * labels, mappings, symbolized functions with file:line and named
- * unsymbolized frames, which go tool pprof reads; or a collapsed-stacks
- * file; written atomically, with clear errors.
+ * unsymbolized frames, which go tool pprof reads; samples taken in a span
+ * labelled with its trace id and interface; or a collapsed-stacks file;
+ * written atomically, with clear errors; or the same pprof in memory.
  *
  * Uses the real module list (modules_init) and the real stack table.
  */
@@ -25,6 +26,7 @@
 #include "export.h"
 #include "modules.h"
 #include "sonde.h"
+#include "span.h"
 #include "stacktab.h"
 
 __attribute__((noinline)) int export_leaf_fn(volatile int *p)
@@ -85,11 +87,11 @@ static struct stack_table *fill_table(void)
     struct stack_table *t = stacktab_new(64, 16);
     assert_non_null(t);
     uintptr_t s1[] = {leaf_pc(), caller_ret()};
-    assert_int_equal(stacktab_add(t, SONDE_PROFILE_CPU, 0, 101, s1, 2, 3, 30000000), 0);
+    assert_int_equal(stacktab_add(t, SONDE_PROFILE_CPU, 0, 101, 0, s1, 2, 3, 30000000), 0);
     uintptr_t s2[] = {0x10, caller_ret()};
-    assert_int_equal(stacktab_add(t, SONDE_PROFILE_CPU, 0, 102, s2, 2, 1, 10000000), 0);
-    assert_int_equal(stacktab_add(t, SONDE_PROFILE_WALL, 'S', 101, s1, 2, 5, 50000000), 0);
-    assert_int_equal(stacktab_add(t, SONDE_PROFILE_WALL, 'R', 101, s1, 2, 2, 20000000), 0);
+    assert_int_equal(stacktab_add(t, SONDE_PROFILE_CPU, 0, 102, 0, s2, 2, 1, 10000000), 0);
+    assert_int_equal(stacktab_add(t, SONDE_PROFILE_WALL, 'S', 101, 0, s1, 2, 5, 50000000), 0);
+    assert_int_equal(stacktab_add(t, SONDE_PROFILE_WALL, 'R', 101, 0, s1, 2, 2, 20000000), 0);
     return t;
 }
 
@@ -278,12 +280,157 @@ static void test_export_errors_name_the_problem(void **state)
     stacktab_free(t);
 }
 
+/* Three CPU stacks on one thread: two spans on the same stack, and the
+ * same stack outside any span. */
+static struct stack_table *fill_span_table(struct span_map **spans)
+{
+    struct span_map *m = span_map_new(16);
+    assert_non_null(m);
+    uint32_t a = span_map_add(m, 0x10001, "GET /checkout", "4bf92f3577b34da6a3ce929d0e0e4736");
+    uint32_t b = span_map_add(m, 0x20001, "POST /cart", "00f067aa0ba902b7aaaaaaaaaaaaaaaa");
+    assert_int_equal(a, 1);
+    assert_int_equal(b, 2);
+    struct stack_table *t = stacktab_new(64, 16);
+    assert_non_null(t);
+    uintptr_t s1[] = {leaf_pc(), caller_ret()};
+    assert_int_equal(stacktab_add(t, SONDE_PROFILE_CPU, 0, 101, a, s1, 2, 3, 30000000), 0);
+    assert_int_equal(stacktab_add(t, SONDE_PROFILE_CPU, 0, 101, b, s1, 2, 2, 20000000), 0);
+    assert_int_equal(stacktab_add(t, SONDE_PROFILE_CPU, 0, 101, 0, s1, 2, 1, 10000000), 0);
+    /* an index the map does not have: no span labels, no failure */
+    assert_int_equal(stacktab_add(t, SONDE_PROFILE_CPU, 0, 102, 9, s1, 2, 1, 10000000), 0);
+    *spans = m;
+    return t;
+}
+
+static void test_pprof_samples_in_a_span_carry_trace_id_and_interface(void **state)
+{
+    (void)state;
+    struct span_map *spans;
+    struct stack_table *t = fill_span_table(&spans);
+    struct export_request req = {
+        .tab = t, .types = SONDE_PROFILE_CPU, .period_ns = 10000000, .thread_name = thread_name,
+        .spans = spans};
+    char err[256];
+    if (export_write(&req, SONDE_FORMAT_PPROF, path_pb, err, sizeof err) != 0)
+        fail_msg("export_write: %s", err);
+    struct pprof_profile *p;
+    if (pprof_load_file(path_pb, &p, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    const Perftools__Profiles__Profile *m = p->pb;
+    assert_int_equal(m->n_sample, 4);
+    int seen = 0;
+    for (size_t i = 0; i < m->n_sample; i++) {
+        const Perftools__Profiles__Sample *s = m->sample[i];
+        const Perftools__Profiles__Label *tr = label(p, s, "trace_id");
+        const Perftools__Profiles__Label *in = label(p, s, "interface");
+        assert_non_null(label(p, s, "thread_id"));
+        switch (s->value[0]) {
+        case 3:
+            assert_string_equal(pprof_string(p, tr->str), "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert_string_equal(pprof_string(p, in->str), "GET /checkout");
+            assert_string_equal(pprof_string(p, label(p, s, "thread")->str), "worker");
+            seen |= 1;
+            break;
+        case 2:
+            assert_string_equal(pprof_string(p, tr->str), "00f067aa0ba902b7aaaaaaaaaaaaaaaa");
+            assert_string_equal(pprof_string(p, in->str), "POST /cart");
+            seen |= 2;
+            break;
+        default: /* no span, or an index the map does not know */
+            assert_null(tr);
+            assert_null(in);
+            seen |= 4;
+        }
+    }
+    assert_int_equal(seen, 7);
+    pprof_profile_free(p);
+
+    /* go tool pprof reads the labels (when go is there). */
+    if (system("command -v go >/dev/null 2>&1") == 0) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "HOME=${HOME:-/tmp} go tool pprof -symbolize=none -tags %s 2>&1",
+                 path_pb);
+        FILE *f = popen(cmd, "r");
+        char out[8192] = "";
+        size_t r = fread(out, 1, sizeof out - 1, f);
+        out[r] = '\0';
+        assert_int_equal(pclose(f), 0);
+        if (!strstr(out, "interface:") || !strstr(out, "GET /checkout") ||
+            !strstr(out, "POST /cart") || !strstr(out, "trace_id:") ||
+            !strstr(out, "4bf92f3577b34da6a3ce929d0e0e4736"))
+            fail_msg("go tool pprof -tags output:\n%s", out);
+        /* and filters by them, as the server's views do */
+        snprintf(cmd, sizeof cmd,
+                 "HOME=${HOME:-/tmp} go tool pprof -symbolize=none -tagfocus='interface=POST /cart' "
+                 "-top %s 2>&1",
+                 path_pb);
+        f = popen(cmd, "r");
+        r = fread(out, 1, sizeof out - 1, f);
+        out[r] = '\0';
+        assert_int_equal(pclose(f), 0);
+        if (!strstr(out, "accounting for 20ms"))
+            fail_msg("go tool pprof -tagfocus output:\n%s", out);
+    }
+
+    /* Collapsed stacks ignore spans: one line for the one stack. */
+    if (export_write(&req, SONDE_FORMAT_COLLAPSED, path_txt, err, sizeof err) != 0)
+        fail_msg("export_write: %s", err);
+    FILE *f = fopen(path_txt, "r");
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    assert_string_equal(buf, "export_caller_fn;export_leaf_fn 7\n");
+    stacktab_free(t);
+    span_map_free(spans);
+}
+
+static void test_pprof_in_memory_is_the_file_export(void **state)
+{
+    (void)state;
+    struct span_map *spans;
+    struct stack_table *t = fill_span_table(&spans);
+    struct export_request req = {
+        .tab = t, .types = SONDE_PROFILE_CPU, .period_ns = 10000000, .time_nanos = 1700000000000000000,
+        .thread_name = thread_name, .spans = spans};
+    char err[256];
+    if (export_write(&req, SONDE_FORMAT_PPROF, path_pb, err, sizeof err) != 0)
+        fail_msg("export_write: %s", err);
+    FILE *f = fopen(path_pb, "rb");
+    assert_non_null(f);
+    static uint8_t file[1 << 20];
+    size_t nfile = fread(file, 1, sizeof file, f);
+    fclose(f);
+    void *buf;
+    size_t len;
+    if (export_pprof_gz(&req, &buf, &len, err, sizeof err) != 0)
+        fail_msg("export_pprof_gz: %s", err);
+    assert_true(len > 2 && ((uint8_t *)buf)[0] == 0x1f && ((uint8_t *)buf)[1] == 0x8b); /* gzip */
+    assert_int_equal(len, nfile);
+    assert_memory_equal(buf, file, len);
+    struct pprof_profile *p;
+    assert_int_equal(pprof_decode(buf, len, &p, err, sizeof err), 0);
+    assert_int_equal(p->pb->n_sample, 4);
+    pprof_profile_free(p);
+    free(buf);
+
+    struct export_request none = {.types = SONDE_PROFILE_CPU};
+    buf = (void *)1;
+    assert_int_equal(export_pprof_gz(&none, &buf, &len, err, sizeof err), -EINVAL);
+    assert_null(buf);
+    assert_non_null(strstr(err, "stack table"));
+    stacktab_free(t);
+    span_map_free(spans);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pprof_export_has_types_labels_and_symbols),
         cmocka_unit_test(test_collapsed_export_is_root_first_sorted_samples),
         cmocka_unit_test(test_export_errors_name_the_problem),
+        cmocka_unit_test(test_pprof_samples_in_a_span_carry_trace_id_and_interface),
+        cmocka_unit_test(test_pprof_in_memory_is_the_file_export),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

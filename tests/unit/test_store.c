@@ -212,16 +212,19 @@ static void test_agent_round_trip_heartbeat_stop(void **state)
     assert_int_equal(g.last_seen_ms, T0);
     assert_int_equal(g.stopped_ms, 0);
     assert_true(g.cpu_pct < 0);
+    assert_int_equal(g.dropped_uploads, 0);
 
-    assert_int_equal(store_agent_heartbeat(f->st, a.id, T0 + 10000, 12.5, 3.25), 0);
+    assert_int_equal(store_agent_heartbeat(f->st, a.id, T0 + 10000, 12.5, 3.25, 7), 0);
     assert_int_equal(store_agent_get(f->st, a.id, &g), 0);
     assert_int_equal(g.last_seen_ms, T0 + 10000);
     assert_true(g.cpu_pct == 12.5 && g.mem_pct == 3.25);
+    assert_int_equal(g.dropped_uploads, 7);
     /* < 0: not reported this time, the last values stay. */
-    assert_int_equal(store_agent_heartbeat(f->st, a.id, T0 + 20000, -1, -1), 0);
+    assert_int_equal(store_agent_heartbeat(f->st, a.id, T0 + 20000, -1, -1, -1), 0);
     assert_int_equal(store_agent_get(f->st, a.id, &g), 0);
     assert_int_equal(g.last_seen_ms, T0 + 20000);
     assert_true(g.cpu_pct == 12.5 && g.mem_pct == 3.25);
+    assert_int_equal(g.dropped_uploads, 7);
 
     assert_int_equal(store_agent_stop(f->st, a.id, T0 + 30000), 0);
     assert_int_equal(store_agent_get(f->st, a.id, &g), 0);
@@ -229,7 +232,7 @@ static void test_agent_round_trip_heartbeat_stop(void **state)
 
     assert_int_equal(store_agent_get(f->st, a.id + 100, &g), -ENOENT);
     assert_non_null(strstr(store_errmsg(f->st), "not found"));
-    assert_int_equal(store_agent_heartbeat(f->st, a.id + 100, T0, 1, 1), -ENOENT);
+    assert_int_equal(store_agent_heartbeat(f->st, a.id + 100, T0, 1, 1, -1), -ENOENT);
     assert_int_equal(store_agent_stop(f->st, a.id + 100, T0), -ENOENT);
 }
 

@@ -7,8 +7,9 @@
  * lock, in the dynamic loader), so it only: reads the interrupted
  * registers, finds its thread slot (TLS, else a lock-free table probe),
  * re-arms its own timer with jitter through a raw syscall, claims a ring
- * slot and unwinds straight into it, and publishes it.  Everything else —
- * hashing stacks, symbols, files — happens later on the agent thread.
+ * slot and unwinds straight into it, tags it with the thread's open span
+ * (span_rec.h), and publishes it.  Everything else — hashing stacks,
+ * symbols, files — happens later on the agent thread.
  *
  * Weight: a CPU-time timer on this kernel is checked at scheduler ticks,
  * so at high frequencies one signal stands for several expirations; the
@@ -24,10 +25,12 @@
 #include <x86intrin.h>
 
 #include "sampler.h"
+#include "span_rec.h"
 #include "sys.h"
 
 struct sampler_state sampler;
 __thread struct thread_slot *sampler_tls_slot __attribute__((tls_model("initial-exec")));
+__thread struct span_rec *span_tls_rec __attribute__((tls_model("initial-exec")));
 
 static inline uint32_t tid_hash(int tid)
 {
@@ -192,6 +195,15 @@ void sampler_handler(int sig, siginfo_t *si, void *ucv)
     s->nframes = (uint16_t)(n < 0 ? 0 : n);
     s->weight_ns = weight;
     s->truncated = (uint32_t)truncated;
+    /* The span this thread is in: its own record, whose strings only this
+     * (interrupted) thread writes, so one read of the key suffices.  The
+     * slot's pointer to it lets the wall sampler find it too. */
+    struct span_rec *sr = span_tls_rec;
+    if (sr) {
+        span_rec_tag_own(sr, s);
+        if (atomic_load_explicit(&t->span_rec, memory_order_relaxed) != sr)
+            atomic_store_explicit(&t->span_rec, sr, memory_order_relaxed);
+    }
     for (int i = 0; i < n; i++)
         t->last_pcs[i] = s->pcs[i];
     t->last_n = (uint16_t)(n < 0 ? 0 : n);

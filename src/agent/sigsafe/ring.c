@@ -72,6 +72,7 @@ struct sample_slot *ring_claim(struct sample_ring *r, uint64_t *pos)
             if (atomic_compare_exchange_weak_explicit(&r->head, &p, p + 1, memory_order_relaxed,
                                                       memory_order_relaxed)) {
                 *pos = p;
+                s->span_key = 0; /* a producer that knows no span leaves it so */
                 return s;
             }
             /* p was reloaded by the failed CAS */

@@ -22,8 +22,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sonde.h"
 #include "unwind.h"
 
+/* One sample.  span_key, interface and trace_id: the span the thread was
+ * in (sigsafe/span_rec.h), span_key 0 = none (ring_claim clears it, so a
+ * producer that knows of no span leaves it so; the strings are then
+ * undefined). */
 struct sample_slot {
     _Atomic uint64_t seq;
     uint32_t tid;
@@ -33,6 +38,9 @@ struct sample_slot {
     int64_t weight_ns;   /* CPU or wall time this sample stands for */
     uint32_t truncated;
     uint32_t pad;
+    uint64_t span_key;
+    char interface[SONDE_SPAN_INTERFACE_MAX];
+    char trace_id[SONDE_SPAN_TRACE_MAX];
     uintptr_t pcs[UNWIND_MAX_FRAMES];
 };
 
@@ -54,6 +62,7 @@ void ring_destroy(struct sample_ring *r);
 void ring_reset(struct sample_ring *r);
 
 /* Producer: claims a slot, or NULL when full (counted in r->dropped).
+ * The slot's span_key is 0; everything else is the producer's to fill.
  * async-signal-safe. */
 struct sample_slot *ring_claim(struct sample_ring *r, uint64_t *pos);
 /* Producer: publishes the slot claimed at pos.  async-signal-safe. */

@@ -18,6 +18,8 @@
 #include "ring.h"
 #include "unwind.h"
 
+struct span_rec;
+
 /* si_value of our timers' signals, so a signal that is not ours (sent by
  * someone else with sigqueue, say) is ignored. */
 #define SAMPLER_TAG 0x50de
@@ -64,6 +66,12 @@ struct thread_slot {
      * stack; the exit hook turns the remainder into one final sample. */
     int64_t sched_cpu_ns;
     uintptr_t start_fn;         /* the thread's start routine, if known */
+    /* The thread's span record (span_rec.h), so the wall sampler can tag
+     * samples of this thread from the agent thread.  Set by the thread
+     * itself (at sonde_span_begin, or by its handler); may be stale after
+     * the slot or the record changed hands: readers check the record's
+     * owner against tid (span_rec_tag_other). */
+    struct span_rec *_Atomic span_rec;
     uint16_t last_n;
     uintptr_t last_pcs[UNWIND_MAX_FRAMES];
 };

@@ -1,0 +1,474 @@
+#!/usr/bin/python3
+"""
+demo_bench.py — what the connected agent costs a real HTTP service: the
+demo service (examples/demo_service.c) loaded by wrk, requests per second
+side by side in three configurations:
+
+  (a) no agent;
+  (b) the agent loaded by `sonde run`, registered with a real sonded and
+      idle (it long-polls; no session runs: default sampling and triggers
+      are switched off on the bench's sonded, and checked at the end);
+  (c) the agent profiling at 100 Hz (CPU): a Profile Now session for its
+      app, running — the bench waits until GET /api/v1/sessions shows it
+      `running` — through every (c) measurement.
+
+One demo process per configuration, all started at the beginning and kept
+(an idle process costs the others nothing; each gets its own app name, so
+the Profile Now reaches only (c)).  Each round measures /fast (a few bytes:
+the per-request cost of spans and the agent's presence) and /cpu (~2 ms of
+arithmetic per request: the cost of sampling) for every configuration, in
+an order shuffled per round so drift in the machine's speed hits all of
+them alike: `wrk -t1 -c8 -d BENCH_DEMO_SECONDS (default 3)`, after one
+unmeasured second of warm-up per configuration and endpoint.
+BENCH_DEMO_RUNS (default 5) rounds; medians, the runs beside them, and the
+ratios b/a and c/a (goal c/a ≥ 98 % on both endpoints).  Nothing is
+pinned: the machine has 2 cores, shared by wrk, the demo and sonded.
+
+When the agent cannot register or the session does not start (an agent
+without its server link), (b) or (c) is "n/a" with the reason; (a) is
+measured in any case.  At the end the (c) demo is stopped (SIGTERM) and
+its session's profile checked: it must hold samples, with
+demo_checksum_work among its top functions (so (c) really profiled).
+
+    /usr/bin/python3 bench/demo_bench.py BUILD_DIR
+
+Needs BUILD_DIR/{sonded,sonde,libsonde.so,examples/demo_service} (`make
+all`) and wrk (Debian package `wrk`).  Prints the figures and writes
+BUILD_DIR/bench/demo-results.md and demo-results.json.
+"""
+
+import http.client
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+GOAL_RATIO = 0.98
+ENDPOINTS = ("/fast", "/cpu")
+CONFIGS = ("a", "b", "c")
+LABELS = {"a": "(a) no agent", "b": "(b) agent connected, idle",
+          "c": "(c) agent profiling @100 Hz"}
+APPS = {"b": "bench-demo-idle", "c": "bench-demo-prof"}
+REGISTER_S = 20     # deadline for an agent to show as running
+SESSION_S = 15      # deadline for the Profile Now session to show as running
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def env_int(name, default):
+    try:
+        return max(1, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+def clean_env(extra=None):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SONDE_") and k != "LD_PRELOAD"}
+    env["LC_ALL"] = "C"
+    env.update(extra or {})
+    return env
+
+
+def proc_cpu_s(pid):
+    """A live process's CPU time so far (user + system), in seconds."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def started_line(proc, pattern, timeout):
+    """Reads proc's stdout (by a thread) until a line matches pattern: the
+    match, or None when the process ends or timeout passes first."""
+    lines, found = [], threading.Event()
+
+    def drain():
+        for line in proc.stdout:
+            lines.append(line)
+            if re.search(pattern, line):
+                found.set()
+        found.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    found.wait(timeout)
+    return re.search(pattern, "".join(lines))
+
+
+class Server:
+    """sonded on a fresh data dir and a free port; stderr to a file."""
+
+    def __init__(self, sonded, work):
+        self.admin = "sonde_" + secrets.token_hex(32)
+        self.errlog = work / "sonded.stderr"
+        argv = [str(sonded), "--listen", "127.0.0.1:0", "--data", str(work / "data")]
+        with open(self.errlog, "w") as err:
+            self.proc = subprocess.Popen(argv, env=clean_env({"SONDE_ADMIN_TOKEN": self.admin}),
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=err, text=True, start_new_session=True)
+        m = started_line(self.proc, r"sonded listening on http://([^\s:]+):(\d+)", 30)
+        if not m:
+            self.stop()
+            raise RuntimeError(f"sonded did not start: {self.errlog.read_text()[-1000:]}")
+        self.host, self.port = m.group(1), int(m.group(2))
+        self.url = f"http://{self.host}:{self.port}"
+
+    def request(self, method, path, body=None, token=None, timeout=60):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            hdrs = {"Authorization": f"Bearer {token or self.admin}"}
+            data = None
+            if body is not None:
+                data = json.dumps(body).encode()
+                hdrs["Content-Type"] = "application/json"
+            conn.request(method, path, body=data, headers=hdrs)
+            r = conn.getresponse()
+            payload = r.read()
+        finally:
+            conn.close()
+        try:
+            return r.status, json.loads(payload)
+        except ValueError:
+            return r.status, payload
+
+    def ok(self, method, path, body=None):
+        st, b = self.request(method, path, body)
+        if st not in (200, 201):
+            raise RuntimeError(f"{method} {path} -> {st} {str(b)[:300]}")
+        return b
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+class Demo:
+    """One demo_service on a free port: directly (a) or under `sonde run`
+    (b, c; `sonde run` execs in place, so the pid is the demo's)."""
+
+    def __init__(self, b, config, work, srv=None, agent_token=None):
+        self.config = config
+        self.agent_log = work / f"agent-{config}.log"
+        self.errlog = work / f"demo-{config}.stderr"
+        demo = [str(b / "examples" / "demo_service"), "--port", "0"]
+        if srv is None:
+            argv = demo
+        else:
+            argv = [str(b / "sonde"), "run", "--server", srv.url, "--app", APPS[config],
+                    "--token", agent_token, "--frequency", "100", "--types", "cpu",
+                    "--log", str(self.agent_log), "--"] + demo
+        with open(self.errlog, "w") as err:
+            self.proc = subprocess.Popen(argv, env=clean_env(), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=err, text=True,
+                                         start_new_session=True)
+        m = started_line(self.proc, r"demo listening on (http://\S+)", 30)
+        if not m:
+            self.stop()
+            raise RuntimeError(f"demo ({config}) did not start: "
+                               f"{self.errlog.read_text()[-1000:]}")
+        self.url = m.group(1)
+
+    def agent_log_tail(self):
+        try:
+            lines = self.agent_log.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no agent log"
+        return lines[-1] if lines else "the agent log is empty"
+
+    def stop(self, timeout=60):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def wait_until(cond, timeout, interval=0.1):
+    """Polls cond() until truthy (its value) or timeout: None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
+
+
+def registered(srv, demo):
+    """The demo's agent shows as running in GET /api/v1/agents."""
+    st, body = srv.request("GET", f"/api/v1/agents?app={APPS[demo.config]}")
+    agents = body.get("agents", []) if st == 200 and isinstance(body, dict) else []
+    return [a for a in agents if a.get("pid") == demo.proc.pid and a.get("status") == "running"]
+
+
+def running_session(srv, app, request_id):
+    st, body = srv.request("GET", f"/api/v1/sessions?app={app}&limit=20")
+    sessions = body.get("sessions", []) if st == 200 and isinstance(body, dict) else []
+    return [s for s in sessions if s.get("request_id") == request_id
+            and s.get("state") == "running"]
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk(url, seconds):
+    """One `wrk -t1 -c8 --latency` run: {rps, p50_ms, p99_ms, errors}."""
+    p = subprocess.run(["wrk", "-t1", "-c8", f"-d{seconds}s", "--latency", url],
+                       capture_output=True, text=True, timeout=seconds + 60, env=clean_env())
+    m = re.search(r"Requests/sec:\s+([0-9.]+)", p.stdout)
+    if p.returncode != 0 or not m:
+        raise RuntimeError(f"wrk {url} failed ({p.returncode}): {p.stdout[-300:]} "
+                           f"{p.stderr[-300:]}")
+    out = {"rps": float(m.group(1))}
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        lm = re.search(rf"^\s+{pct}%\s+([0-9.]+)(us|ms|s)\s*$", p.stdout, re.M)
+        if lm:
+            out[key] = float(lm.group(1)) * _UNITS[lm.group(2)]
+    errs = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", p.stdout)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                     p.stdout)
+    out["errors"] = (int(errs.group(1)) if errs else 0) + (
+        sum(int(x) for x in sock.groups()) if sock else 0)
+    return out
+
+
+def machine_jiffies():
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = f[3] + (f[4] if len(f) > 4 else 0)
+    return sum(f) - idle, sum(f)
+
+
+class LoadMeter:
+    """CPU that processes other than ours (this script, wrk, sonded, the
+    demos) used meanwhile, as a percentage of the machine."""
+
+    def __init__(self, pids):
+        self.pids = pids
+        self.start = self._sample()
+
+    def _sample(self):
+        busy, total = machine_jiffies()
+        t = os.times()
+        ours = t.user + t.system + t.children_user + t.children_system
+        ours += sum(proc_cpu_s(p) for p in self.pids)
+        return busy, total, ours
+
+    def percent(self):
+        b1, t1, o1 = self._sample()
+        b0, t0, o0 = self.start
+        hz = os.sysconf("SC_CLK_TCK")
+        return max(0.0, (b1 - b0) / hz - (o1 - o0)) / max(1e-9, (t1 - t0) / hz) * 100
+
+
+def check_profile(b, srv, app, request_id, work):
+    """After (c)'s demo stopped: its session's profile, uploaded.  A short
+    description, or raises RuntimeError."""
+    def uploaded():
+        st, body = srv.request("GET", f"/api/v1/sessions?app={app}&limit=20")
+        for s in body.get("sessions", []) if st == 200 and isinstance(body, dict) else []:
+            if s.get("request_id") == request_id and s.get("has_profile"):
+                return s
+        return None
+
+    s = wait_until(uploaded, 30)
+    if not s:
+        raise RuntimeError("the session's profile was not uploaded within 30 s of the demo's "
+                           "exit")
+    st, data = srv.request("GET", f"/api/v1/sessions/{s['id']}/profile")
+    if st != 200 or not isinstance(data, bytes):
+        raise RuntimeError(f"GET the session's profile -> {st}")
+    path = work / "session-c.pb.gz"
+    path.write_bytes(data)
+    top = subprocess.run([str(b / "sonde"), "top", "-n", "5", str(path)], capture_output=True,
+                         text=True, timeout=120, env=clean_env())
+    if "demo_checksum_work" not in top.stdout:
+        raise RuntimeError(f"demo_checksum_work is not among the top functions: "
+                           f"{top.stdout[-600:]}")
+    return f"session {s['id']}: {s.get('samples')} samples, demo_checksum_work among the top 5"
+
+
+def main():
+    if len(sys.argv) != 2:
+        print("usage: demo_bench.py BUILD_DIR", file=sys.stderr)
+        return 2
+    b = Path(sys.argv[1]).resolve()
+    for need in ("sonded", "sonde", "libsonde.so", "examples/demo_service"):
+        if not (b / need).exists():
+            print(f"demo_bench: {b / need} is missing (make all)", file=sys.stderr)
+            return 1
+    if not shutil.which("wrk"):
+        print("demo_bench: wrk is not installed (Debian package wrk; make deps)", file=sys.stderr)
+        return 1
+    runs = env_int("BENCH_DEMO_RUNS", 5)
+    seconds = env_int("BENCH_DEMO_SECONDS", 3)
+    work = b / "bench" / "demo-work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    t_start = time.monotonic()
+    raw = {"runs": runs, "seconds": seconds, "wrk": "-t1 -c8", "cpus": os.cpu_count()}
+    na = {}            # config -> why it is not measured
+    demos = {}
+    srv = None
+    request_id = None
+    profile_note = None
+    try:
+        srv = Server(b / "sonded", work)
+        agent_token = srv.ok("POST", "/api/v1/tokens", {"role": "agent", "name": "bench"})["token"]
+        # Idle means idle: no default-sampling window, no trigger (the load
+        # of /cpu would fire the CPU trigger) — only (c)'s Profile Now.
+        srv.ok("PUT", "/api/v1/default-sampling", {"enabled": False})
+        srv.ok("PUT", "/api/v1/triggers", {"cpu": {"enabled": False},
+                                           "memory": {"enabled": False}})
+        log(f"demo: sonded at {srv.url}; starting the demo three times: "
+            + ", ".join(LABELS.values()))
+        demos["a"] = Demo(b, "a", work)
+        for c in ("b", "c"):
+            try:
+                demos[c] = Demo(b, c, work, srv, agent_token)
+            except RuntimeError as e:
+                na[c] = str(e)
+        # Both agents register meanwhile: one deadline for the two.
+        deadline = time.monotonic() + REGISTER_S
+        for c in ("b", "c"):
+            if c not in na and not wait_until(lambda: registered(srv, demos[c]),
+                                              max(0.0, deadline - time.monotonic())):
+                na[c] = (f"the agent did not register within {REGISTER_S} s "
+                         f"({demos[c].agent_log_tail()})")
+        if "c" not in na:
+            pn = srv.ok("POST", "/api/v1/profile-now", {"app": APPS["c"], "duration_s": 3600})
+            request_id = pn.get("id")
+            t0 = time.monotonic()
+            if not wait_until(lambda: running_session(srv, APPS["c"], request_id), SESSION_S):
+                na["c"] = (f"no running session within {SESSION_S} s of the Profile Now "
+                           f"({demos['c'].agent_log_tail()})")
+            else:
+                raw["session_start_s"] = time.monotonic() - t0
+                log(f"demo: (c) is profiling: session running {raw['session_start_s']:.1f} s "
+                    "after the Profile Now")
+        for c, why in na.items():
+            log(f"demo: {LABELS[c]}: n/a — {why}")
+
+        live = [c for c in CONFIGS if c not in na]
+        results = {(c, ep): [] for c in CONFIGS for ep in ENDPOINTS}
+        for ep in ENDPOINTS:
+            for c in live:
+                wrk(demos[c].url + ep, 1)   # warm-up, not measured
+        load = LoadMeter([srv.proc.pid] + [d.proc.pid for d in demos.values()])
+        rng = random.Random(11)
+        for r in range(runs):
+            order = [(c, ep) for c in live for ep in ENDPOINTS]
+            rng.shuffle(order)
+            for c, ep in order:
+                if demos[c].proc.poll() is not None:
+                    raise RuntimeError(f"demo ({c}) exited with status {demos[c].proc.returncode}"
+                                       f": {demos[c].errlog.read_text()[-600:]}")
+                results[(c, ep)].append(wrk(demos[c].url + ep, seconds))
+            log(f"  round {r + 1}/{runs}: " + ", ".join(
+                f"{c}{ep} {results[(c, ep)][-1]['rps']:.0f}/s" for c in live for ep in ENDPOINTS))
+        raw["other_load_percent"] = load.percent()
+        if "c" not in na and not running_session(srv, APPS["c"], request_id):
+            na["c"] = "the session was no longer running at the end of the measurements"
+        if "b" not in na:
+            st, body = srv.request("GET", f"/api/v1/sessions?app={APPS['b']}")
+            if st != 200 or body.get("total"):
+                na["b"] = f"not idle: it ran sessions ({str(body)[:200]})"
+        raw["results"] = {f"{c} {ep}": v for (c, ep), v in results.items()}
+    finally:
+        statuses = {c: d.stop() for c, d in demos.items()}
+        raw["demo_exit"] = statuses
+        if srv is not None and "c" not in na and request_id is not None:
+            try:
+                profile_note = check_profile(b, srv, APPS["c"], request_id, work)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                profile_note = f"PROFILE CHECK FAILED: {e}"
+        if srv is not None:
+            raw["sonded_exit"] = srv.stop()
+
+    def median(c, ep, key="rps"):
+        vals = [m[key] for m in results[(c, ep)] if key in m]
+        return statistics.median(vals) if vals else None
+
+    rows = []
+    for ep in ENDPOINTS:
+        base = median("a", ep)
+        for c in CONFIGS:
+            if c in na:
+                rows.append([f"GET {ep}", LABELS[c], "n/a", "", "", "", na[c]])
+                continue
+            v = median(c, ep)
+            ratio = v / base if v and base else None
+            p99 = median(c, ep, "p99_ms")
+            errors = sum(m.get("errors", 0) for m in results[(c, ep)])
+            goal = ""
+            if c == "c" and ratio is not None:
+                goal = f"goal ≥ {GOAL_RATIO * 100:.0f} %: " + ("met" if ratio >= GOAL_RATIO
+                                                               else "MISSED")
+            rows.append([f"GET {ep}", LABELS[c], f"{v:.0f}",
+                         "" if c == "a" else (f"{ratio * 100:.1f} %" if ratio else "—"),
+                         f"{p99:.2f} ms" if p99 is not None else "",
+                         ", ".join(f"{m['rps']:.0f}" for m in results[(c, ep)])
+                         + (f"; {errors} errors" if errors else ""), goal])
+            raw[f"median_rps {c} {ep}"] = v
+            if ratio is not None:
+                raw[f"ratio {c}/a {ep}"] = ratio
+    header = ["endpoint", "configuration", "requests/s (median)", "vs (a)", "p99 latency",
+              "runs", "note"]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print()
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip())
+    others = raw.get("other_load_percent", 0.0)
+    details = (f"wrk -t1 -c8 -d{seconds}s, {runs} rounds, configurations and endpoints in a "
+               f"shuffled order each round; demo: 4 worker threads; {os.cpu_count()} CPUs, "
+               f"nothing pinned; other processes used {others:.1f} % of the machine"
+               + (" — FIGURES ARE NOISY, rerun on a quiet machine" if others > 5 else "")
+               + f"; demo exit statuses on SIGTERM {statuses}; "
+               f"{time.monotonic() - t_start:.0f} s in all")
+    print()
+    print(details)
+    if profile_note:
+        print(f"(c) {profile_note}")
+    md = ["# The demo service under wrk: no agent, agent idle, agent profiling", "",
+          "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(x.replace("|", "\\|") for x in r) + " |" for r in rows]
+    md += ["", details + ".", ""]
+    if profile_note:
+        md += [f"(c) {profile_note}.", ""]
+    md += ["/fast answers a few bytes: its ratio is the agent's cost per request (spans, "
+           "its presence in the process).  /cpu spends ~2 ms of arithmetic per request: its "
+           "ratio is the cost of sampling at 100 Hz.  (b) and (c) run under `sonde run` with "
+           "a real sonded; (c)'s Profile Now session runs through all its measurements."]
+    (b / "bench" / "demo-results.md").write_text("\n".join(md) + "\n")
+    (b / "bench" / "demo-results.json").write_text(json.dumps(raw, indent=1, default=str))
+    print(f"written: {b / 'bench' / 'demo-results.md'}")
+    failed = profile_note and profile_note.startswith("PROFILE CHECK FAILED")
+    return 1 if failed or any(s != 0 for s in statuses.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
