@@ -63,9 +63,10 @@ SERVER_OBJS := $(SERVER_SRCS:%.c=$(B)/obj/%.o)
 SERVER_LIB_OBJS := $(filter-out $(B)/obj/src/server/main.o,$(SERVER_OBJS))
 SIGSAFE_OBJS := $(filter $(B)/obj/src/agent/sigsafe/%,$(AGENT_OBJS))
 
-# The agent's server link (uplink*.c) speaks HTTP with libcurl and JSON with
-# jansson; it initializes OpenSSL (libcrypto) itself, without atexit.
-AGENT_LIBS := $(PKG_LIBS) $(shell pkg-config --libs libcurl libcrypto jansson 2>/dev/null) -l:libiberty.a \
+# The agent's server link (uplink*.c) speaks JSON with jansson and HTTP with
+# libcurl, which it dlopen()s only when it connects (uplink_curl.h): not
+# linked, so a host that never connects never loads libcurl's ~25 libraries.
+AGENT_LIBS := $(PKG_LIBS) $(shell pkg-config --libs jansson 2>/dev/null) -l:libiberty.a \
 	-lpthread -lrt -ldl
 LIBSONDE := $(B)/libsonde.so
 LIBSONDE_A := $(B)/libsonde_internal.a
@@ -160,7 +161,10 @@ $(SONDED): $(B)/obj/src/server/main.o $(SONDED_A)
 $(B)/tests/%: tests/unit/%.c $(LIBSONDE_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -DSONDE_BUILD_DIR='"$(B)"' -o $@ $< $(LIBSONDE_A) \
-		-lcmocka $(AGENT_LIBS) -lm
+		-lcmocka $(AGENT_LIBS) $(UNIT_LIBS_$*) -lm
+
+# test_uplink talks to sonded itself with libcurl (the agent dlopens it).
+UNIT_LIBS_test_uplink := $(shell pkg-config --libs libcurl 2>/dev/null)
 
 # Server unit tests link sonded's code (everything but main()).
 SERVER_UNIT := $(filter $(addprefix $(B)/tests/,test_store test_views test_validate test_auth \

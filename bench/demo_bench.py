@@ -356,6 +356,17 @@ def main():
                                               max(0.0, deadline - time.monotonic())):
                 na[c] = (f"the agent did not register within {REGISTER_S} s "
                          f"({demos[c].agent_log_tail()})")
+        # An idle connected agent, no request at all: the CPU its process
+        # uses over IDLE_S beside the same demo without an agent.
+        if "b" not in na:
+            idle_s = env_int("BENCH_DEMO_IDLE_SECONDS", 10)
+            before = {c: proc_cpu_s(demos[c].proc.pid) for c in ("a", "b")}
+            time.sleep(idle_s)
+            used = {c: proc_cpu_s(demos[c].proc.pid) - before[c] for c in ("a", "b")}
+            raw["idle"] = {"seconds": idle_s, "cpu_s": used}
+            log(f"demo: idle for {idle_s} s, no requests: (a) no agent used "
+                f"{used['a'] * 1000:.0f} ms CPU, (b) idle connected agent "
+                f"{used['b'] * 1000:.0f} ms CPU ({used['b'] / idle_s * 100:.2f} % of one core)")
         if "c" not in na:
             pn = srv.ok("POST", "/api/v1/profile-now", {"app": APPS["c"], "duration_s": 3600})
             request_id = pn.get("id")
@@ -449,14 +460,25 @@ def main():
                + (" — FIGURES ARE NOISY, rerun on a quiet machine" if others > 5 else "")
                + f"; demo exit statuses on SIGTERM {statuses}; "
                f"{time.monotonic() - t_start:.0f} s in all")
+    idle = raw.get("idle")
+    idle_note = None
+    if idle:
+        ia, ib = idle["cpu_s"]["a"], idle["cpu_s"]["b"]
+        idle_note = (f"idle, no requests, {idle['seconds']} s: (a) no agent {ia * 1000:.0f} ms CPU, "
+                     f"(b) agent connected and idle {ib * 1000:.0f} ms CPU = "
+                     f"{ib / idle['seconds'] * 100:.2f} % of one core")
     print()
     print(details)
+    if idle_note:
+        print(idle_note)
     if profile_note:
         print(f"(c) {profile_note}")
     md = ["# The demo service under wrk: no agent, agent idle, agent profiling", "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(x.replace("|", "\\|") for x in r) + " |" for r in rows]
     md += ["", details + ".", ""]
+    if idle_note:
+        md += [idle_note[0].upper() + idle_note[1:] + ".", ""]
     if profile_note:
         md += [f"(c) {profile_note}.", ""]
     md += ["/fast answers a few bytes: its ratio is the agent's cost per request (spans, "

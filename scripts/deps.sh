@@ -7,7 +7,7 @@ set -eu
 # curl: `make run` waits for sonded and the demo with it; wrk loads the
 # demo service in bench/demo_bench.py.
 PKGS="gcc g++ make pkg-config binutils
-libmicrohttpd-dev libjansson-dev libsqlite3-dev nettle-dev libcurl4-openssl-dev libssl-dev sqlite3
+libmicrohttpd-dev libjansson-dev libsqlite3-dev nettle-dev libcurl4-openssl-dev sqlite3
 libdw-dev libelf-dev libiberty-dev zlib1g-dev
 libprotobuf-c-dev protobuf-c-compiler golang-github-google-pprof-dev
 libcmocka-dev python3-pytest golang-go

@@ -8,6 +8,13 @@
  * table, runs the wall sampler (wall.c), and every second looks for new
  * threads and modules.  Export (export.c) symbolizes and writes files.
  *
+ * Two modes, possibly together: local recording (SONDE_OUTPUT or
+ * sonde_start with an output: sampling from start to stop into A.tab) and
+ * connected (SONDE_SERVER: sampling only while a session runs, each
+ * session with its own table, session.c; the network on the uplink's own
+ * thread, uplink.h).  Sampling is reference-counted between the two
+ * (agent_sampling_acquire/release).
+ *
  * Guest rules: nothing here exits or aborts; every failure is returned,
  * logged to SONDE_LOG if set, and leaves the host running.  The only
  * signal disposition we set is our own sampling signal's, and only when

@@ -8,7 +8,7 @@
 #ifndef SONDE_UPLINK_INTERNAL_H
 #define SONDE_UPLINK_INTERNAL_H
 
-#include <curl/curl.h>
+#include "uplink_curl.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>

@@ -40,12 +40,11 @@
  * Each transfer's timeout is capped by U.stop_deadline_ms, and the loop
  * leaves at that deadline whatever is in flight.
  */
-#include <curl/curl.h>
+#include "uplink_curl.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -937,16 +936,12 @@ static void finish(struct link *L, struct xfer *x, CURLcode cc)
 static int curl_ok;
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
-/* OpenSSL (under libcurl) registers an atexit cleanup at its first
- * initialization; a host that exits while this thread is inside libcurl
- * would then have OpenSSL torn down under it (seen: a crash in
- * CRYPTO_THREAD_read_lock at exit).  Initializing it first with
- * OPENSSL_INIT_NO_ATEXIT leaves it alive until the process is gone (if
- * the host initialized OpenSSL itself already, its choice stands). */
 static void curl_init_once(void)
 {
-    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
-    curl_ok = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+    char msg[256];
+    curl_ok = uplink_curl_load(msg, sizeof msg) == 0;
+    if (!curl_ok)
+        agent_log("uplink: %s", msg);
 }
 
 /* Sleeps until the register delay has passed or the link is asked to

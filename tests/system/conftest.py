@@ -1051,7 +1051,9 @@ def agent_env(server, app, instance, log, token=None, extra=None):
     else:
         url = server
     env = {"LD_PRELOAD": str(LIBSONDE), "SONDE_SERVER": url, "SONDE_APP": app,
-           "SONDE_INSTANCE": instance, "SONDE_LOG": str(log)}
+           "SONDE_LOG": str(log)}
+    if instance is not None:           # None: the agent's default, the host name
+        env["SONDE_INSTANCE"] = instance
     if token:
         env["SONDE_TOKEN"] = token
     if extra:
