@@ -680,31 +680,18 @@ void threads_atfork_child(void)
     }
 }
 
-/* Set while an agent thread is being created: the interposer then marks
- * the new thread an agent thread (never sampled). */
-static __thread int creating_agent_thread;
-static pthread_create_fn first_pthread_create; /* the process's own, resolved once */
-
+/* The agent's own threads go straight to libc's pthread_create, past any
+ * interceptor.  (Through a preloaded sanitizer's interceptor they would be
+ * known to it, but GCC 12's ASan then fails a CHECK or deadlocks on its
+ * allocator lock when such a thread is started in a forked child.)  A
+ * thread an agent thread creates through the interposer (libcurl's
+ * resolver) is marked an agent thread there. */
 int threads_create_agent_thread(pthread_t *th, void *(*fn)(void *), void *arg)
 {
-    /* Through the process's first pthread_create — a sanitizer's
-     * interceptor if one is loaded, then ours — so tools that track
-     * threads (ASan's stack shadow, TSan) know the agent's threads as
-     * they know the host's.  Resolved once, before any fork: a child
-     * must not enter the dynamic loader. */
-    pthread_create_fn f = __atomic_load_n(&first_pthread_create, __ATOMIC_ACQUIRE);
-    if (!f) {
-        f = (pthread_create_fn)dlsym(RTLD_DEFAULT, "pthread_create");
-        if (!f)
-            f = resolve_pthread_create();
-        if (!f)
-            return ENOSYS;
-        __atomic_store_n(&first_pthread_create, f, __ATOMIC_RELEASE);
-    }
-    creating_agent_thread = 1;
-    int rc = f(th, NULL, fn, arg);
-    creating_agent_thread = 0;
-    return rc;
+    pthread_create_fn real = resolve_pthread_create();
+    if (!real)
+        return ENOSYS;
+    return real(th, NULL, fn, arg);
 }
 
 /* ---- pthread_create interposer ---------------------------------------- */
@@ -752,7 +739,7 @@ __attribute__((visibility("default"))) int pthread_create(pthread_t *th, const p
     a->user_stack = 0;
     a->stack_size = 0;
     struct thread_slot *self = sampler_tls_slot;
-    a->flags = creating_agent_thread || (self && (atomic_load(&self->flags) & SLOT_AGENT)) ? SLOT_AGENT : 0;
+    a->flags = self && (atomic_load(&self->flags) & SLOT_AGENT) ? SLOT_AGENT : 0;
     if (attr) {
         void *addr = NULL;
         size_t size = 0;

@@ -771,7 +771,11 @@ static void test_real_cgroup_limit_and_page_cache(void **state)
     /* The 100 MiB show as about 39 % of 256 MiB over the baseline. */
     double grown = r.before.mem_pct - r.base.mem_pct;
     print_message("baseline %.1f%%, grown by %.1f%%\n", r.base.mem_pct, grown);
+#ifdef __SANITIZE_THREAD__
+    assert_true(grown > 30 && grown < 90); /* TSan shadows every touched page */
+#else
     assert_true(grown > 30 && grown < 55);
+#endif
     /* The file did go into the cgroup's page cache ... */
     assert_true(r.usage_after > r.usage_before + 50 * MiB);
     /* ... and the working set barely moved. */
