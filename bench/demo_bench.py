@@ -37,12 +37,10 @@ all`) and wrk (Debian package `wrk`).  Prints the figures and writes
 BUILD_DIR/bench/demo-results.md and demo-results.json.
 """
 
-import http.client
 import json
 import os
 import random
 import re
-import secrets
 import shutil
 import signal
 import statistics
@@ -52,6 +50,10 @@ import threading
 import time
 from pathlib import Path
 
+# sonded on a fresh data dir, the machine-load meter and small helpers are
+# shared with the server benchmark beside this file.
+from server_bench import LoadMeter, Server, clean_env, env_int, log, proc_cpu_s
+
 GOAL_RATIO = 0.98
 ENDPOINTS = ("/fast", "/cpu")
 CONFIGS = ("a", "b", "c")
@@ -60,34 +62,6 @@ LABELS = {"a": "(a) no agent", "b": "(b) agent connected, idle",
 APPS = {"b": "bench-demo-idle", "c": "bench-demo-prof"}
 REGISTER_S = 20     # deadline for an agent to show as running
 SESSION_S = 15      # deadline for the Profile Now session to show as running
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def env_int(name, default):
-    try:
-        return max(1, int(os.environ.get(name, default)))
-    except ValueError:
-        return default
-
-
-def clean_env(extra=None):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SONDE_") and k != "LD_PRELOAD"}
-    env["LC_ALL"] = "C"
-    env.update(extra or {})
-    return env
-
-
-def proc_cpu_s(pid):
-    """A live process's CPU time so far (user + system), in seconds."""
-    try:
-        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 def started_line(proc, pattern, timeout):
@@ -105,59 +79,6 @@ def started_line(proc, pattern, timeout):
     threading.Thread(target=drain, daemon=True).start()
     found.wait(timeout)
     return re.search(pattern, "".join(lines))
-
-
-class Server:
-    """sonded on a fresh data dir and a free port; stderr to a file."""
-
-    def __init__(self, sonded, work):
-        self.admin = "sonde_" + secrets.token_hex(32)
-        self.errlog = work / "sonded.stderr"
-        argv = [str(sonded), "--listen", "127.0.0.1:0", "--data", str(work / "data")]
-        with open(self.errlog, "w") as err:
-            self.proc = subprocess.Popen(argv, env=clean_env({"SONDE_ADMIN_TOKEN": self.admin}),
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=err, text=True, start_new_session=True)
-        m = started_line(self.proc, r"sonded listening on http://([^\s:]+):(\d+)", 30)
-        if not m:
-            self.stop()
-            raise RuntimeError(f"sonded did not start: {self.errlog.read_text()[-1000:]}")
-        self.host, self.port = m.group(1), int(m.group(2))
-        self.url = f"http://{self.host}:{self.port}"
-
-    def request(self, method, path, body=None, token=None, timeout=60):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-        try:
-            hdrs = {"Authorization": f"Bearer {token or self.admin}"}
-            data = None
-            if body is not None:
-                data = json.dumps(body).encode()
-                hdrs["Content-Type"] = "application/json"
-            conn.request(method, path, body=data, headers=hdrs)
-            r = conn.getresponse()
-            payload = r.read()
-        finally:
-            conn.close()
-        try:
-            return r.status, json.loads(payload)
-        except ValueError:
-            return r.status, payload
-
-    def ok(self, method, path, body=None):
-        st, b = self.request(method, path, body)
-        if st not in (200, 201):
-            raise RuntimeError(f"{method} {path} -> {st} {str(b)[:300]}")
-        return b
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
 
 
 class Demo:
@@ -252,34 +173,6 @@ def wrk(url, seconds):
     out["errors"] = (int(errs.group(1)) if errs else 0) + (
         sum(int(x) for x in sock.groups()) if sock else 0)
     return out
-
-
-def machine_jiffies():
-    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = f[3] + (f[4] if len(f) > 4 else 0)
-    return sum(f) - idle, sum(f)
-
-
-class LoadMeter:
-    """CPU that processes other than ours (this script, wrk, sonded, the
-    demos) used meanwhile, as a percentage of the machine."""
-
-    def __init__(self, pids):
-        self.pids = pids
-        self.start = self._sample()
-
-    def _sample(self):
-        busy, total = machine_jiffies()
-        t = os.times()
-        ours = t.user + t.system + t.children_user + t.children_system
-        ours += sum(proc_cpu_s(p) for p in self.pids)
-        return busy, total, ours
-
-    def percent(self):
-        b1, t1, o1 = self._sample()
-        b0, t0, o0 = self.start
-        hz = os.sysconf("SC_CLK_TCK")
-        return max(0.0, (b1 - b0) / hz - (o1 - o0)) / max(1e-9, (t1 - t0) / hz) * 100
 
 
 def check_profile(b, srv, app, request_id, work):

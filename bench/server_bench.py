@@ -104,6 +104,15 @@ def clean_env(extra=None):
     return env
 
 
+def proc_cpu_s(pid):
+    """A live process's CPU time so far (user + system), in seconds."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 class Server:
     """sonded on a fresh data dir and a free port; stderr to a file."""
 
@@ -163,11 +172,7 @@ class Server:
 
     def cpu_s(self):
         """sonded's CPU time so far (user + system), in seconds."""
-        try:
-            f = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            return 0.0
+        return proc_cpu_s(self.proc.pid)
 
     def vmhwm_kb(self):
         try:
@@ -196,17 +201,18 @@ def machine_jiffies():
 
 class LoadMeter:
     """CPU that processes other than ours (this script, its reaped children,
-    sonded) used meanwhile, as a percentage of the machine: above a few
-    percent the figures are not to be trusted."""
+    the live processes pids: sonded, …) used meanwhile, as a percentage of
+    the machine: above a few percent the figures are not to be trusted."""
 
-    def __init__(self, srv):
-        self.srv = srv
+    def __init__(self, pids):
+        self.pids = pids
         self.start = self._sample()
 
     def _sample(self):
         busy, total = machine_jiffies()
         t = os.times()
-        ours = t.user + t.system + t.children_user + t.children_system + self.srv.cpu_s()
+        ours = t.user + t.system + t.children_user + t.children_system
+        ours += sum(proc_cpu_s(p) for p in self.pids)
         return busy, total, ours
 
     def percent(self):
@@ -295,7 +301,7 @@ def main():
         log(f"server: ingest, {runs} runs of {count} uploads of {size / 1024:.0f} KB by "
             f"{threads} threads")
         ing = []
-        load = LoadMeter(srv)
+        load = LoadMeter([srv.proc.pid])
         cpu0 = srv.cpu_s()
         for r in range(runs):
             v = run_ingest(b, srv, agent, "ingest", count, threads, [main_profile])
@@ -314,7 +320,7 @@ def main():
         run_ingest(b, srv, agent, "merge", nmerge, threads, merge_profiles)
         path = "/api/v1/views/flamegraph?app=merge"
         merge_times, merged = [], None
-        load = LoadMeter(srv)
+        load = LoadMeter([srv.proc.pid])
         for r in range(merge_runs):
             t0 = time.monotonic()
             st, body = srv.request("GET", path, token=reader)

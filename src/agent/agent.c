@@ -150,6 +150,19 @@ SONDE_EXPORT const char *sonde_errmsg(void)
 /* ---- the agent thread ---------------------------------------------- */
 
 /* Moves every published sample into the stack table.  Caller holds tab_lock. */
+int agent_add_sample(struct stack_table *tab, const struct sample_slot *s, uint32_t span, int types)
+{
+    int refused = 0;
+    for (int type = SONDE_PROFILE_CPU; type <= SONDE_PROFILE_WALL; type <<= 1) {
+        if (!(s->types & type) || !(types & type))
+            continue;
+        if (stacktab_add(tab, (uint8_t)type, type == SONDE_PROFILE_WALL ? s->state : 0, s->tid, span, s->pcs,
+                         s->nframes, 1, s->weight_ns) != 0)
+            refused++;
+    }
+    return refused;
+}
+
 /* Moves every published sample into the local stack table (when
  * recording to a file) and into every running session.  Caller holds
  * tab_lock.  Sessions are the agent thread's: only it drains them. */
@@ -157,13 +170,9 @@ static void drain_locked(int sessions)
 {
     struct sample_slot *s;
     while ((s = ring_peek(&sampler.ring))) {
-        uint32_t span = A.tab && s->span_key ? span_map_add(A.spans, s->span_key, s->interface, s->trace_id) : 0;
-        for (int type = SONDE_PROFILE_CPU; A.tab && type <= SONDE_PROFILE_WALL; type <<= 1) {
-            if (!(s->types & type))
-                continue;
-            if (stacktab_add(A.tab, (uint8_t)type, type == SONDE_PROFILE_WALL ? s->state : 0, s->tid, span,
-                             s->pcs, s->nframes, 1, s->weight_ns) != 0)
-                A.dropped_table++;
+        if (A.tab) {
+            uint32_t span = s->span_key ? span_map_add(A.spans, s->span_key, s->interface, s->trace_id) : 0;
+            A.dropped_table += (uint64_t)agent_add_sample(A.tab, s, span, SONDE_PROFILE_CPU | SONDE_PROFILE_WALL);
         }
         if (sessions)
             session_add_sample(s);

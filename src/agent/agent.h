@@ -27,6 +27,13 @@ void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int agent_sampling_acquire(void);
 void agent_sampling_release(void);
 
+struct stack_table;
+struct sample_slot;
+/* Adds one drained sample to tab, tagged with span (a span_map index, 0 =
+ * none), once for each of the types (SONDE_PROFILE_* bits) it counts
+ * for.  Returns how many the full table refused. */
+int agent_add_sample(struct stack_table *tab, const struct sample_slot *s, uint32_t span, int types);
+
 /* Drains the sample ring into the local table and every running session.
  * Agent thread only. */
 void agent_drain(void);

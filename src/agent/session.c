@@ -94,13 +94,6 @@ static struct {
     _Atomic uint64_t started;
 } S;
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * NS + ts.tv_nsec;
-}
-
 static int64_t clock_of(clockid_t c)
 {
     struct timespec ts;
@@ -152,7 +145,7 @@ int session_init(const sonde_config_t *cfg)
     S.mon = monitor_new("/");
     if (!S.mon)
         agent_log("warning: no CPU/memory monitor (out of memory): triggers cannot fire");
-    int64_t now = mono_ns();
+    int64_t now = clock_of(CLOCK_MONOTONIC);
     S.next_metrics_ns = now;
     plan_window(now);
     S.ready = 1;
@@ -288,19 +281,14 @@ void session_add_sample(const struct sample_slot *slot)
             continue;
         uint32_t span = slot->span_key ? span_map_add(s->spans, slot->span_key, slot->interface, slot->trace_id)
                                        : 0;
-        for (int type = SONDE_PROFILE_CPU; type <= SONDE_PROFILE_WALL; type <<= 1) {
-            if (!(slot->types & type) || !(S.cfg.types & type))
-                continue;
-            stacktab_add(s->tab, (uint8_t)type, type == SONDE_PROFILE_WALL ? slot->state : 0, slot->tid, span,
-                         slot->pcs, slot->nframes, 1, slot->weight_ns);
-        }
+        agent_add_sample(s->tab, slot, span, S.cfg.types); /* refusals: stacktab_dropped() */
         s->samples++;
     }
 }
 
 void session_end_all(void)
 {
-    int64_t now = mono_ns();
+    int64_t now = clock_of(CLOCK_MONOTONIC);
     for (int i = 0; i < SESSION_MAX_RUNNING; i++)
         if (S.run[i].used)
             end(&S.run[i], now);
@@ -421,7 +409,7 @@ void session_atfork_child(void)
     }
     memset(S.trig, 0, sizeof S.trig);
     seed_random();
-    int64_t now = mono_ns();
+    int64_t now = clock_of(CLOCK_MONOTONIC);
     S.next_metrics_ns = now;
     S.have_reading = 0;
     plan_window(now);
