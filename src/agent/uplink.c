@@ -517,3 +517,19 @@ int uplink_restart_child(void)
     return rc;
 }
 
+
+/* ---- active profiling (placeholder until the link speaks §7) -------- */
+
+void uplink_capture_put(const struct uplink_capture *c, void *gz, size_t len)
+{
+    (void)c;
+    (void)len;
+    free(gz);
+}
+
+void uplink_task_event(int64_t task_id, const char *event, const char *message)
+{
+    (void)task_id;
+    (void)event;
+    (void)message;
+}

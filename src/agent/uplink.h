@@ -36,6 +36,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "task.h"
+
 #define UPLINK_MAX_OUTBOX 16
 #define UPLINK_MAX_OUTBOX_BYTES (16u << 20)
 #define UPLINK_MAX_PROFILE_NOW 8 /* requests handed over per uplink_take_work */
@@ -109,10 +111,19 @@ void uplink_atfork_parent(void);
 void uplink_atfork_child(void);
 int uplink_restart_child(void);
 
+#define UPLINK_MAX_TASKS 16 /* = TASK_MAX */
+
 /* What the server asked for since the last call, for the agent thread. */
 struct uplink_work {
     int settings_changed;              /* settings holds the new ones */
     struct agent_settings settings;
+    /* Active profiling: the app's running tasks as last known (the poll's
+     * "tasks" list, minus tasks whose capture claim the server refused
+     * since).  When tasks_changed, the agent thread calls
+     * task_set(tasks, n_tasks) (task.h). */
+    int tasks_changed;
+    int n_tasks;
+    struct task_spec tasks[UPLINK_MAX_TASKS];
     int n_profile_now;
     struct {
         int64_t id;
@@ -154,6 +165,37 @@ uint64_t uplink_session_begin(const struct uplink_session *s);
  * older ones is dropped (counted; the session is closed as failed). */
 void uplink_session_end(uint64_t handle, const struct uplink_session *s, void *gz, size_t len);
 
+/* ---- active profiling (docs/agent-protocol.md §7) ------------------- */
+
+/* A finished capture, as task.c describes it. */
+struct uplink_capture {
+    int64_t task_id;
+    char trace_id[SONDE_SPAN_TRACE_MAX];
+    char interface[SONDE_SPAN_INTERFACE_MAX];
+    char peer[SONDE_SPAN_PEER_MAX]; /* "" = unknown */
+    int64_t start_ms;      /* the call's start, ms since the epoch */
+    int response_code;     /* 0 = not set */
+    int64_t total_ms;      /* the call's duration */
+    uint64_t snapshots;
+};
+
+/* Queues a capture: the link claims a slot (POST tasks/{id}/captures) once
+ * registered and, when granted, uploads gz (gzipped pprof, len bytes,
+ * malloc'ed: taken over and freed by the link in every case).  A refused
+ * claim (409) drops it (counted in uplink_stats.captures_refused) and
+ * removes the task from the tasks handed to the agent thread (work
+ * tasks_changed), so the watcher stops.  Captures share the outbox's byte
+ * bound with sessions and have their own count bound
+ * (UPLINK_MAX_CAPTURES; beyond it the new one is dropped and counted in
+ * captures_dropped). */
+#define UPLINK_MAX_CAPTURES 32
+void uplink_capture_put(const struct uplink_capture *c, void *gz, size_t len);
+
+/* Queues a task event for the server's task log: event "started",
+ * "stopped" or "error"; message may be NULL (copied, at most 511 bytes).
+ * Sent in order, once registered; at most 64 waiting (older dropped). */
+void uplink_task_event(int64_t task_id, const char *event, const char *message);
+
 /* Latest CPU % and memory % (monitor.h), sent with each heartbeat. */
 void uplink_set_metrics(double cpu_pct, double mem_pct);
 
@@ -164,6 +206,9 @@ struct uplink_stats {
     uint64_t uploads;        /* profiles acknowledged (2xx, or 409: stored before) */
     uint64_t uploads_dropped; /* sessions dropped, as sent in heartbeats */
     uint64_t requests_failed; /* transfers that failed, timed out, or got 5xx/429 */
+    uint64_t captures_sent;     /* captures claimed and their snapshots stored */
+    uint64_t captures_refused;  /* claims the server refused (limit, ended) */
+    uint64_t captures_dropped;  /* outbox full, or the server refused the upload */
 };
 void uplink_get_stats(struct uplink_stats *out);
 

@@ -1,6 +1,7 @@
 /*
  * store.h — sonded's storage interface: agents, sessions and their
- * profiles, Profile Now requests, settings and access tokens.
+ * profiles, Profile Now requests, settings, access tokens, and active
+ * profiling tasks with their captures.
  *
  * One interface, several implementations, like SQLite's VFS: a struct
  * store carries a table of function pointers (struct store_ops) and the
@@ -50,6 +51,7 @@
 #define STORE_HASH_MAX 65      /* sha256 hex */
 
 struct store;
+struct store_trace_span;
 
 /* ------------------------------------------------------------------ */
 /* Agents                                                              */
@@ -149,6 +151,11 @@ struct store_profile {
     int64_t samples;    /* sample count of the profile */
     const char *sample_types; /* "samples/count,cpu/nanoseconds" */
     int64_t now_ms;
+    /* The profile's distinct traces (trace_id label; session_id of each
+     * entry ignored), stored in the same transaction for
+     * store_trace_sessions.  May be NULL/0. */
+    const struct store_trace_span *traces;
+    size_t ntraces;
 };
 
 /* Stores the profile of session p->session_id and, in the same
@@ -175,8 +182,10 @@ int store_tree_foreach(struct store *st, const struct store_session_filter *f, s
 int store_pprof_foreach(struct store *st, const struct store_session_filter *f, store_tree_fn fn,
                         void *ctx);
 
-/* Deletes sessions (and their profiles) with start_ms < before_ms, and
- * agents stopped or last seen before it.  *deleted = sessions deleted. */
+/* Deletes sessions (and their profiles and trace spans) with start_ms <
+ * before_ms, tasks that ended before it (with their agents, log and
+ * captures), and agents stopped or last seen before it.  *deleted =
+ * sessions deleted. */
 int store_retention_purge(struct store *st, int64_t before_ms, int64_t *deleted);
 
 /* ------------------------------------------------------------------ */
@@ -249,6 +258,179 @@ int store_token_touch(struct store *st, int64_t id, int64_t now_ms);
 int store_token_count(struct store *st, const char *role, int64_t *n);
 
 /* ------------------------------------------------------------------ */
+/* Active profiling: tasks, their agents and log, captures              */
+
+#define STORE_INTERFACE_MAX 96 /* = SONDE_SPAN_INTERFACE_MAX, incl. NUL */
+#define STORE_TRACE_MAX 64     /* = SONDE_SPAN_TRACE_MAX */
+#define STORE_PEER_MAX 64      /* = SONDE_SPAN_PEER_MAX */
+#define STORE_MESSAGE_MAX 512  /* a task log line */
+
+/* A task watches one interface of one app for calls slower than
+ * threshold_ms (SPEC B1).  state: "running" from creation until
+ * "limit-reached" (captures == max_samples), "expired" (ends_ms passed)
+ * or "cancelled"; an ended task never runs again. */
+struct store_task {
+    int64_t id;
+    char app[STORE_APP_MAX];
+    char interface[STORE_INTERFACE_MAX];
+    int64_t duration_min;  /* 5, 10 or 15 */
+    int64_t threshold_ms;  /* 50..30000 */
+    int64_t frequency_ms;  /* 5..1000 */
+    int64_t max_samples;   /* 1..100 */
+    char state[STORE_KIND_MAX];
+    int64_t token_id;             /* creator's token, 0 = unknown */
+    char creator[STORE_NAME_MAX]; /* its name at creation */
+    int64_t created_ms;
+    int64_t started_ms; /* first agent's "started" event; 0 = none yet */
+    int64_t ends_ms;    /* planned end: created + duration (the server's
+                           task minute, see --task-minute-ms) */
+    int64_t ended_ms;   /* 0 while running */
+    int64_t captures;   /* claimed so far (store_capture_claim) */
+};
+
+struct store_task_filter {
+    const char *app;   /* NULL/"" = any */
+    const char *state; /* NULL/"" = any */
+    int64_t from_ms, to_ms; /* tasks overlapping [from, to): created_ms < to
+                               and (ended_ms ? ended_ms : ends_ms) >= from;
+                               0 = open end */
+    size_t limit;      /* 0 = 100; at most 10000 */
+};
+
+/* Stores a new task (t->id set; state "running", captures 0, started/ended
+ * 0; the caller fills everything else), logs "created" (agent 0, message
+ * naming creator and parameters) and bumps the task version, in one
+ * transaction. */
+int store_task_create(struct store *st, struct store_task *t);
+int store_task_get(struct store *st, int64_t id, struct store_task *out);
+/* Tasks matching f, newest created first. */
+int store_task_list(struct store *st, const struct store_task_filter *f, struct store_task **out,
+                    size_t *n);
+/* The running tasks of app (exact match) with ends_ms > now_ms, oldest
+ * first: what an agent of app must watch. */
+int store_task_active(struct store *st, const char *app, int64_t now_ms, struct store_task **out,
+                      size_t *n);
+/* Cancels a running task: state "cancelled", ended_ms = now_ms, log
+ * "cancelled" (message names who), version bumped.  -ENOENT unknown id;
+ * -EEXIST it has ended already (message says in which state). */
+int store_task_cancel(struct store *st, int64_t id, int64_t now_ms, const char *who);
+/* Every running task with ends_ms <= now_ms becomes "expired" with
+ * ended_ms = ends_ms and a log line "expired" at ends_ms; bumps the
+ * version if any did.  *n (may be NULL) = how many. */
+int store_task_expire(struct store *st, int64_t now_ms, int64_t *n);
+/* Monotonic counter bumped by every create, cancel, expiry and
+ * limit-reached: agents compare it to learn that their task list changed. */
+int store_task_version(struct store *st, int64_t *version);
+
+/* One agent's part in one task. */
+struct store_task_agent {
+    int64_t task_id;
+    int64_t agent_id;
+    char instance[STORE_INSTANCE_MAX]; /* of the agent, joined on read */
+    int64_t pid;
+    int64_t delivered_ms; /* the server first sent the task to it */
+    int64_t started_ms;   /* its "started" event; 0 = none */
+    int64_t stopped_ms;   /* its "stopped" event; 0 = none */
+    int64_t captures;     /* captures it claimed */
+};
+
+/* Records that task_id was sent to agent_id (row + log "delivered" with the
+ * agent's instance and pid) the first time; -EEXIST (nothing written) when
+ * it had been already.  -ENOENT unknown task or agent. */
+int store_task_deliver(struct store *st, int64_t task_id, int64_t agent_id, int64_t now_ms);
+/* An event an agent reports: "started" (sets the row's started_ms, and the
+ * task's when 0), "stopped" (the row's stopped_ms), "error"; logs it with
+ * message (may be NULL/"").  Creates the agent's row if the task had not
+ * been delivered to it.  -ENOENT unknown task or agent, -EINVAL unknown
+ * event. */
+int store_task_agent_event(struct store *st, int64_t task_id, int64_t agent_id, const char *event,
+                           const char *message, int64_t now_ms);
+/* The task's agents, by delivery time. */
+int store_task_agents(struct store *st, int64_t task_id, struct store_task_agent **out,
+                      size_t *n);
+
+/* One line of a task's log.  event: created, delivered, started, capture,
+ * refused, limit-reached, expired, cancelled, stopped, error. */
+struct store_task_log {
+    int64_t id; /* increasing: orders lines with equal ts_ms */
+    int64_t task_id;
+    int64_t ts_ms;
+    char event[STORE_KIND_MAX];
+    int64_t agent_id; /* 0 = the server */
+    char message[STORE_MESSAGE_MAX];
+};
+/* Appends a line (message truncated to fit is fine here: it is prose). */
+int store_task_log_add(struct store *st, int64_t task_id, int64_t agent_id, const char *event,
+                       const char *message, int64_t ts_ms);
+/* The whole log in order (ts_ms, id).  -ENOENT unknown task. */
+int store_task_logs(struct store *st, int64_t task_id, struct store_task_log **out, size_t *n);
+
+/* One slow call a task caught (SPEC B2).  Claimed first (metadata), then
+ * its snapshots arrive as a gzipped pprof: state "uploading" → "complete". */
+struct store_capture {
+    int64_t id;
+    int64_t task_id;
+    int64_t agent_id;
+    int64_t slot; /* 1..max_samples: its place in the task's limit */
+    char app[STORE_APP_MAX];           /* of the agent, set by the store */
+    char instance[STORE_INSTANCE_MAX];
+    int64_t pid;
+    char trace_id[STORE_TRACE_MAX];
+    char interface[STORE_INTERFACE_MAX];
+    int64_t start_ms;      /* the call's start */
+    int64_t response_code; /* 0 = not set */
+    char peer[STORE_PEER_MAX];
+    int64_t total_ms;      /* the call's duration */
+    int64_t snapshots;     /* from the claim, then the stored profile's */
+    char state[STORE_KIND_MAX]; /* uploading, complete */
+    int64_t profile_bytes; /* 0 = none yet */
+    int64_t created_ms;
+};
+
+/* Claims the next slot of task c->task_id for agent c->agent_id, in one
+ * transaction: the task must be "running" with ends_ms > now_ms and
+ * captures < max_samples.  Then: c->id, c->slot (= captures + 1), app,
+ * instance, pid, state "uploading", created_ms = now_ms are set and the
+ * capture stored; the task's and the agent row's captures go up by one;
+ * log "capture" (slot, trace id, total ms, agent); and when slot ==
+ * max_samples the task becomes "limit-reached" (ended_ms = now_ms, log
+ * "limit-reached", version bumped).  task_state (STORE_KIND_MAX bytes, may
+ * be NULL) receives the task's state after the call.
+ * -ENOENT unknown task or agent; -EEXIST the task is not running or is
+ * full (nothing written; task_state says which). */
+int store_capture_claim(struct store *st, struct store_capture *c, int64_t now_ms,
+                        char *task_state);
+/* Stores the snapshots of capture id (gzipped pprof as uploaded + its
+ * flame tree blob, views.h) and sets snapshots, profile_bytes and state
+ * "complete".  -ENOENT unknown capture, -EEXIST it has them already. */
+int store_capture_profile_put(struct store *st, int64_t id, const void *pprof, size_t pprof_len,
+                              const void *tree, size_t tree_len, int64_t snapshots,
+                              int64_t now_ms);
+int store_capture_get(struct store *st, int64_t id, struct store_capture *out);
+/* A task's captures by slot.  (The task itself is not checked: an unknown
+ * task has none.) */
+int store_capture_list(struct store *st, int64_t task_id, struct store_capture **out, size_t *n);
+/* The pprof / flame tree of a capture (*buf malloc'ed); -ENOENT no such
+ * capture or none stored yet. */
+int store_capture_profile_get(struct store *st, int64_t id, void **buf, size_t *len);
+int store_capture_tree_get(struct store *st, int64_t id, void **buf, size_t *len);
+/* Captures whose trace_id equals trace_id, oldest first. */
+int store_capture_by_trace(struct store *st, const char *trace_id, struct store_capture **out,
+                           size_t *n);
+
+/* A span of a session: a trace that has samples in the session's profile
+ * (pprof label trace_id), indexed at upload (store_profile.traces). */
+struct store_trace_span {
+    int64_t session_id;
+    char trace_id[STORE_TRACE_MAX];
+    char interface[STORE_INTERFACE_MAX];
+    int64_t samples;
+};
+/* The session spans of trace_id, oldest session first. */
+int store_trace_sessions(struct store *st, const char *trace_id, struct store_trace_span **out,
+                         size_t *n);
+
+/* ------------------------------------------------------------------ */
 /* Opening, closing, errors                                            */
 
 /* Opens the store named by url (see top), creating and migrating it as
@@ -308,6 +490,29 @@ struct store_ops {
     int (*token_revoke)(struct store *, int64_t, int64_t);
     int (*token_touch)(struct store *, int64_t, int64_t);
     int (*token_count)(struct store *, const char *, int64_t *);
+    int (*task_create)(struct store *, struct store_task *);
+    int (*task_get)(struct store *, int64_t, struct store_task *);
+    int (*task_list)(struct store *, const struct store_task_filter *, struct store_task **,
+                     size_t *);
+    int (*task_active)(struct store *, const char *, int64_t, struct store_task **, size_t *);
+    int (*task_cancel)(struct store *, int64_t, int64_t, const char *);
+    int (*task_expire)(struct store *, int64_t, int64_t *);
+    int (*task_version)(struct store *, int64_t *);
+    int (*task_deliver)(struct store *, int64_t, int64_t, int64_t);
+    int (*task_agent_event)(struct store *, int64_t, int64_t, const char *, const char *,
+                            int64_t);
+    int (*task_agents)(struct store *, int64_t, struct store_task_agent **, size_t *);
+    int (*task_log_add)(struct store *, int64_t, int64_t, const char *, const char *, int64_t);
+    int (*task_logs)(struct store *, int64_t, struct store_task_log **, size_t *);
+    int (*capture_claim)(struct store *, struct store_capture *, int64_t, char *);
+    int (*capture_profile_put)(struct store *, int64_t, const void *, size_t, const void *,
+                               size_t, int64_t, int64_t);
+    int (*capture_get)(struct store *, int64_t, struct store_capture *);
+    int (*capture_list)(struct store *, int64_t, struct store_capture **, size_t *);
+    int (*capture_profile_get)(struct store *, int64_t, void **, size_t *);
+    int (*capture_tree_get)(struct store *, int64_t, void **, size_t *);
+    int (*capture_by_trace)(struct store *, const char *, struct store_capture **, size_t *);
+    int (*trace_sessions)(struct store *, const char *, struct store_trace_span **, size_t *);
 };
 
 /* The base every implementation's struct starts with. */
