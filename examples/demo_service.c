@@ -7,9 +7,19 @@
  *
  *   GET /fast     a few bytes, nothing else
  *   GET /cpu      a few ms of arithmetic in demo_checksum_work()
+ *   GET /cpu?ms=N N ms (1..60000) of wall time busy in demo_checksum_work()
  *   GET /slow     ~50 ms blocked in demo_slow_io() (a wall profile sees it,
  *                 a CPU profile does not)
+ *   GET /slow?ms=N  N ms (1..60000) blocked in ONE poll() call on a pipe
+ *                 nobody writes (demo_slow_io() -> demo_slow_poll());
+ *                 answers JSON, the measured time and whether the poll
+ *                 was cut short: {"slept_ms": 2000.1, "interrupted": false}
  *   GET /health   "ok"
+ *
+ * A bad ms (not an integer in 1..60000) is answered 400.  The ms forms
+ * are for active profiling (slow-call tasks): a call of a known length,
+ * and a blocking call whose every interruption by a profiler would show
+ * in its answer (a poll() interrupted by a signal is not restarted here).
  *
  * Every request is a span of the agent's span API (include/sonde.h):
  * begun with its endpoint and the caller's trace id, given the peer
@@ -28,6 +38,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -36,6 +47,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -97,6 +109,19 @@ static void span_end(sonde_span_t span)
 #define CHECKSUM_BLOCK 4096
 /* How long /slow blocks, in ns. */
 #define SLOW_IO_NS (50 * 1000 * 1000L)
+/* The range of ?ms=N. */
+#define MS_ARG_MAX 60000
+
+/* The read end of a pipe whose write end is kept open and never written:
+ * what /slow?ms=N polls.  Set once by main before the server starts. */
+static int idle_fd = -1;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 
 /* Fills buf with pseudo-random bytes from seed (an LCG); returns the next
  * seed. */
@@ -130,11 +155,42 @@ __attribute__((noinline, noclone)) uint64_t demo_checksum_work(uint64_t seed, in
     return h;
 }
 
-/* The blocking part of /slow: a 50 ms wait, as for a slow disk or a slow
- * backend.  Sleeps out the whole interval even when a signal (a sampling
- * signal, say) interrupts it. */
-__attribute__((noinline, noclone)) int demo_slow_io(void)
+/* /cpu?ms=N: demo_checksum_work, a block at a time, until ms of wall
+ * time have passed (a thread that is preempted still counts them). */
+__attribute__((noinline, noclone)) uint64_t demo_checksum_for(uint64_t seed, long ms)
 {
+    double end = now_ms() + (double)ms;
+    uint64_t h = 0;
+    do
+        h ^= demo_checksum_work(seed++, 1);
+    while (now_ms() < end);
+    return h;
+}
+
+/* /slow?ms=N: ONE poll() of idle_fd (never readable) for ms.  Not
+ * retried on EINTR, on purpose: a profiler that interrupts the call shows
+ * as *interrupted = 1 ("interrupted": true in the answer).  Returns the measured ms. */
+__attribute__((noinline, noclone)) double demo_slow_poll(long ms, int *interrupted)
+{
+    struct pollfd p = {.fd = idle_fd, .events = POLLIN};
+    double t0 = now_ms();
+    int r = poll(&p, 1, (int)ms);
+    double took = now_ms() - t0;
+    *interrupted = r != 0 || took < (double)ms;
+    return took;
+}
+
+/* The blocking part of /slow: a wait, as for a slow disk or a slow
+ * backend.  ms = 0: 50 ms, slept out whole even when a signal (a sampling
+ * signal, say) interrupts it.  ms > 0: demo_slow_poll (its measured ms
+ * into *took, whether it was cut short into *interrupted).  Either way
+ * this is the demo's slow function in a stack. */
+__attribute__((noinline, noclone)) int demo_slow_io(long ms, double *took, int *interrupted)
+{
+    if (ms > 0) {
+        *took = demo_slow_poll(ms, interrupted);
+        return 0;
+    }
     struct timespec left = {SLOW_IO_NS / 1000000000L, SLOW_IO_NS % 1000000000L};
     while (nanosleep(&left, &left) != 0)
         if (errno != EINTR)
@@ -198,16 +254,30 @@ static void peer_of(struct MHD_Connection *conn, char *buf, size_t len)
     }
 }
 
+/* Answers text: plain text, or JSON when it starts with '{'. */
 static int reply(struct MHD_Connection *conn, unsigned status, const char *text)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
     if (!r)
         return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            text[0] == '{' ? "application/json" : "text/plain");
     int ok = MHD_queue_response(conn, status, r);
     MHD_destroy_response(r);
     return ok;
+}
+
+/* A decimal integer in [min, max]: 0 with *out, else -1. */
+static int int_arg(const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || errno || end == s || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
 }
 
 enum endpoint { EP_FAST, EP_CPU, EP_SLOW, EP_HEALTH, EP_NONE };
@@ -222,8 +292,9 @@ static const struct {
     [EP_HEALTH] = {"/health", "GET /health"},
 };
 
-/* Runs an endpoint's work; the response body into body. */
-static unsigned serve(enum endpoint ep, char *body, size_t len)
+/* Runs an endpoint's work; the response body into body.  ms: the
+ * request's ?ms=N, 0 when not given. */
+static unsigned serve(enum endpoint ep, long ms, char *body, size_t len)
 {
     static _Atomic uint64_t requests;
     switch (ep) {
@@ -232,17 +303,24 @@ static unsigned serve(enum endpoint ep, char *body, size_t len)
         return MHD_HTTP_OK;
     case EP_CPU: {
         uint64_t seed = ++requests;
-        snprintf(body, len, "checksum %016llx\n",
-                 (unsigned long long)demo_checksum_work(seed, CHECKSUM_ROUNDS));
+        uint64_t h = ms ? demo_checksum_for(seed, ms) : demo_checksum_work(seed, CHECKSUM_ROUNDS);
+        snprintf(body, len, "checksum %016llx\n", (unsigned long long)h);
         return MHD_HTTP_OK;
     }
-    case EP_SLOW:
-        if (demo_slow_io() != 0) {
+    case EP_SLOW: {
+        double took = 0;
+        int interrupted = 0;
+        if (demo_slow_io(ms, &took, &interrupted) != 0) {
             snprintf(body, len, "slow: sleep failed\n");
             return MHD_HTTP_INTERNAL_SERVER_ERROR;
         }
-        snprintf(body, len, "slow\n");
+        if (ms)
+            snprintf(body, len, "{\"slept_ms\": %.1f, \"interrupted\": %s}\n", took,
+                     interrupted ? "true" : "false");
+        else
+            snprintf(body, len, "slow\n");
         return MHD_HTTP_OK;
+    }
     case EP_HEALTH:
         snprintf(body, len, "ok\n");
         return MHD_HTTP_OK;
@@ -295,11 +373,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
     char body[128];
     unsigned status;
+    const char *ms_arg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ms");
+    long ms = 0;
     if (ep != EP_NONE && !get) {
         snprintf(body, sizeof body, "method not allowed: GET only\n");
         status = MHD_HTTP_METHOD_NOT_ALLOWED;
+    } else if ((ep == EP_CPU || ep == EP_SLOW) && ms_arg &&
+               int_arg(ms_arg, 1, MS_ARG_MAX, &ms) != 0) {
+        snprintf(body, sizeof body, "bad ms: an integer from 1 to %d\n", MS_ARG_MAX);
+        status = MHD_HTTP_BAD_REQUEST;
     } else {
-        status = serve(ep, body, sizeof body);
+        status = serve(ep, ms, body, sizeof body);
     }
     enum MHD_Result ok = reply(conn, status, body);
     span_set_status(span, ok == MHD_YES ? (int)status : 500);
@@ -314,18 +398,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: demo_service [--port N] [--threads N]\n"
                "  --port N      port on 127.0.0.1, 0..65535; 0 (default) picks a free one\n"
                "  --threads N   worker threads, 1..64 (default 4)\n"
-               "endpoints: GET /fast, /cpu, /slow, /health; stops on SIGTERM or SIGINT\n");
-}
-
-static int int_arg(const char *s, long min, long max, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || errno || end == s || *end || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
+               "endpoints: GET /fast, /cpu, /slow, /health; /cpu?ms=N busy and /slow?ms=N\n"
+               "blocked in poll() for N ms (1..60000); stops on SIGTERM or SIGINT\n");
 }
 
 int main(int argc, char **argv)
@@ -355,6 +429,12 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN); /* a client that goes away mid-answer */
+    int idle[2];
+    if (pipe(idle) != 0) {
+        fprintf(stderr, "demo_service: cannot make a pipe: %s\n", strerror(errno));
+        return 1;
+    }
+    idle_fd = idle[0]; /* idle[1] stays open, unwritten, until exit */
 
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

@@ -179,6 +179,111 @@ int parse_seconds(const char *s, long long min, long long max, long long *out)
     return 0;
 }
 
+/* Latest time parse_time gives: 9999-12-31 23:59:59.999 UTC, the
+ * server's limit. */
+#define TIME_MS_MAX 253402300799999LL
+
+/* n decimal digits at *p into *v, advancing *p: 0, or -1. */
+static int take_digits(const char **p, int n, int *v)
+{
+    int x = 0;
+    for (int i = 0; i < n; i++) {
+        char c = (*p)[i];
+        if (c < '0' || c > '9')
+            return -1;
+        x = x * 10 + (c - '0');
+    }
+    *p += n;
+    *v = x;
+    return 0;
+}
+
+/* "YYYY-MM-DD[( |T)HH:MM[:SS[.fff]]][Z|±HH:MM|±HHMM]" → ms; -1 if not. */
+static int parse_date(const char *s, long long *out)
+{
+    struct tm tm = {0};
+    int y, mo, d, h = 0, mi = 0, sec = 0, ms = 0;
+    const char *p = s;
+    if (take_digits(&p, 4, &y) || *p++ != '-' || take_digits(&p, 2, &mo) || *p++ != '-' ||
+        take_digits(&p, 2, &d))
+        return -1;
+    if (*p == 'T' || *p == 't' || *p == ' ') {
+        p++;
+        if (take_digits(&p, 2, &h) || *p++ != ':' || take_digits(&p, 2, &mi))
+            return -1;
+        if (*p == ':') {
+            p++;
+            if (take_digits(&p, 2, &sec))
+                return -1;
+            if (*p == '.') { /* a fraction: its first three digits count */
+                int k = 0;
+                for (p++; *p >= '0' && *p <= '9'; p++, k++)
+                    if (k < 3)
+                        ms = ms * 10 + (*p - '0');
+                if (k == 0)
+                    return -1;
+                for (; k < 3; k++)
+                    ms *= 10;
+            }
+        }
+    }
+    int zoned = 0, off = 0; /* off: the zone's minutes east of UTC */
+    if (*p == 'Z' || *p == 'z') {
+        zoned = 1;
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p++ == '-' ? -1 : 1, oh, om;
+        if (take_digits(&p, 2, &oh))
+            return -1;
+        if (*p == ':')
+            p++;
+        if (take_digits(&p, 2, &om) || oh > 23 || om > 59)
+            return -1;
+        zoned = 1;
+        off = sign * (oh * 60 + om);
+    }
+    if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+        return -1;
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    tm.tm_isdst = -1;
+    time_t t = zoned ? timegm(&tm) : mktime(&tm);
+    /* mktime and timegm carry an impossible day into the next month: a
+     * date that moved was not a date (2024-02-30).  (time_t)-1 is an
+     * error, or a second before 1970, which is refused below anyway. */
+    if (t == (time_t)-1 || tm.tm_mday != d || tm.tm_mon != mo - 1)
+        return -1;
+    long long v = (long long)t * 1000 + ms - (long long)off * 60000;
+    if (v < 0 || v > TIME_MS_MAX)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int parse_time(const char *s, long long *out_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, ago;
+    if (!s || !*s)
+        return -1;
+    if (!strcmp(s, "now")) {
+        *out_ms = now;
+        return 0;
+    }
+    if (parse_date(s, out_ms) == 0)
+        return 0;
+    /* A duration ago, the sign optional ("1h" as for --since). */
+    if (parse_seconds(*s == '-' ? s + 1 : s, 0, now / 1000, &ago) != 0)
+        return -1;
+    *out_ms = now - ago * 1000;
+    return 0;
+}
+
 int parse_onoff(const char *s, int *out)
 {
     static const char *on[] = {"on", "true", "yes", "1"}, *off[] = {"off", "false", "no", "0"};
@@ -348,8 +453,33 @@ void fmt_int(json_t *v, char *buf, size_t len)
         snprintf(buf, len, "-");
 }
 
+void fmt_time_ms(json_t *ms, char *buf, size_t len)
+{
+    fmt_time(ms, buf, len);
+    if (json_is_integer(ms) && strcmp(buf, "-") != 0) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, len - n, ".%03d", (int)(json_integer_value(ms) % 1000));
+    }
+}
+
+void fmt_ms(json_t *v, char *buf, size_t len)
+{
+    if (json_is_integer(v))
+        snprintf(buf, len, "%" JSON_INTEGER_FORMAT "ms", json_integer_value(v));
+    else if (json_is_number(v))
+        snprintf(buf, len, "%.1fms", json_number_value(v));
+    else
+        snprintf(buf, len, "-");
+}
+
 const char *fmt_string(json_t *obj, const char *key)
 {
     const char *s = json_string_value(json_object_get(obj, key));
     return s ? s : "-";
+}
+
+const char *fmt_text(json_t *obj, const char *key)
+{
+    const char *s = fmt_string(obj, key);
+    return *s ? s : "-";
 }

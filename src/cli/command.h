@@ -1,6 +1,7 @@
 /*
  * command.h — what the sonde commands that talk to sonded share
- * (cmd_server.c, cmd_settings.c, cmd_token.c): the argument loop, one
+ * (cmd_server.c, cmd_settings.c, cmd_token.c, cmd_task.c,
+ * cmd_capture.c): the argument loop, one
  * call to sonded and its answer printed for people or as JSON, flag value
  * parsing, and tables.
  *
@@ -96,6 +97,14 @@ int command_finish(const char *name);
 int parse_int(const char *s, long long min, long long max, long long *out);
 /* Seconds from "90", "90s", "2m", "1h30m", "2d", within [min, max]. */
 int parse_seconds(const char *s, long long min, long long max, long long *out);
+/* A point in time as ms since the epoch, within 0..9999-12-31:
+ *   now
+ *   a duration ago, as for --since: 30m, 1h, -2d, -1h30m
+ *   a date: 2024-05-01 (local midnight), 2024-05-01 12:00[:SS[.fff]]
+ *     (local time; a 'T' may stand for the space), or RFC 3339 with its
+ *     zone: 2024-05-01T12:00:00Z, 2024-05-01T12:00:00.5+02:00
+ * 0 with *out_ms, or -1 when s is none of these. */
+int parse_time(const char *s, long long *out_ms);
 /* on/true/yes/1 → 1, off/false/no/0 → 0. */
 int parse_onoff(const char *s, int *out);
 /* 1 when s is one of words (NULL-terminated), else 0. */
@@ -148,10 +157,15 @@ void fmt_time(json_t *ms, char *buf, size_t len);  /* local "2024-05-01 12:00:00
 void fmt_ago(json_t *ms, char *buf, size_t len);   /* "just now", "2m30s ago" */
 void fmt_pct(json_t *v, char *buf, size_t len);    /* "12.5" */
 void fmt_int(json_t *v, char *buf, size_t len);
+void fmt_time_ms(json_t *ms, char *buf, size_t len); /* fmt_time + ".123" */
+void fmt_ms(json_t *v, char *buf, size_t len);       /* "200ms", "200.4ms" */
 void fmt_duration(json_t *s, char *buf, size_t len); /* seconds as below; 0s when none */
 /* "45s", "2m", "2m30s", "1h5m", "3d2h": two units at most. */
 void fmt_seconds(long long s, char *buf, size_t len);
 /* The string member key of obj, or "-". */
 const char *fmt_string(json_t *obj, const char *key);
+/* The same, "-" also for an empty string (a cell that must not vanish
+ * from a table's columns). */
+const char *fmt_text(json_t *obj, const char *key);
 
 #endif

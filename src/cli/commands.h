@@ -7,8 +7,8 @@
  * (for the server commands: sonded unreachable or refusing), 2 usage
  * error.  Errors are printed to stderr as "sonde CMD: message".
  *
- * The server commands (cmd_server.c, cmd_settings.c, cmd_token.c, and
- * `top SESSION`) talk to sonded through client.h and share its options:
+ * The server commands (cmd_server.c, cmd_settings.c, cmd_token.c,
+ * cmd_task.c, cmd_capture.c, and `top SESSION`) talk to sonded through client.h and share its options:
  * --server, --token, --json; all but top run on command.h.
  */
 #ifndef SONDE_CLI_COMMANDS_H
@@ -37,5 +37,8 @@ int cmd_triggers(int argc, char **argv);    /* sonde triggers [show|set|reset] .
 int cmd_sampling(int argc, char **argv);    /* sonde sampling [show|set|reset] ... */
 /* cmd_token.c */
 int cmd_token(int argc, char **argv);       /* sonde token create|list|revoke ... */
+/* cmd_task.c, cmd_capture.c: active profiling */
+int cmd_task(int argc, char **argv);        /* sonde task create|list|show|log|captures|cancel */
+int cmd_capture(int argc, char **argv);     /* sonde capture show ID */
 
 #endif

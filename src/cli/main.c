@@ -3,7 +3,7 @@
  * per file (commands.h).  Local recording needs no server; `sonde run`
  * starts a program whose agent reports to sonded (cmd_run.c); the server
  * commands talk to sonded (cmd_server.c, cmd_settings.c, cmd_token.c,
- * over command.c and client.c).
+ * cmd_task.c, cmd_capture.c, over command.c and client.c).
  */
 #include <stdio.h>
 #include <string.h>
@@ -50,6 +50,14 @@ static void usage(FILE *f)
             "                 default sampling, workspace-wide or per app\n"
             "  token create --role R [--name N] | token list | token revoke ID\n"
             "                 access tokens (admin)\n"
+            "  task create --app A --interface I --duration 5m|10m|15m --threshold MS\n"
+            "              [--frequency MS] [--max N]\n"
+            "                 active profiling: snapshot the calls of I slower than MS\n"
+            "  task list [--from T] [--to T] [--app A] [--state S]\n"
+            "  task show|log|cancel ID | task captures ID [--sort FIELD] [--desc]\n"
+            "                 tasks, their log, the slow calls they caught; stop one\n"
+            "  capture show ID\n"
+            "                 one caught call: its snapshots' offsets, states, top frames\n"
             "\n"
             "  server: --server or $SONDE_SERVER (default http://127.0.0.1:7070);\n"
             "  token: --token or $SONDE_TOKEN.  `sonde COMMAND --help` for a command's flags.\n");
@@ -84,7 +92,8 @@ int main(int argc, char **argv)
     } server_cmds[] = {
         {"agents", cmd_agents},     {"sessions", cmd_sessions}, {"get", cmd_get},
         {"profile-now", cmd_profile_now}, {"triggers", cmd_triggers},
-        {"sampling", cmd_sampling}, {"token", cmd_token},
+        {"sampling", cmd_sampling}, {"token", cmd_token},   {"task", cmd_task},
+        {"capture", cmd_capture},
     };
     for (size_t i = 0; i < sizeof server_cmds / sizeof server_cmds[0]; i++)
         if (!strcmp(cmd, server_cmds[i].name))

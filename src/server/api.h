@@ -1,14 +1,19 @@
 /*
  * api.h — what the api_*.c files share: JSON renderings of stored
- * objects and the settings logic (effective triggers and default
- * sampling of an app), so that the agent protocol and the people's API
- * show the same things the same way.
+ * objects, the settings logic (effective triggers and default sampling of
+ * an app), the ingest of uploaded profiles, and the views of one stored
+ * flame tree — so that the agent protocol and the people's API show the
+ * same things the same way and every upload is checked the same way.
+ *
+ * Everything here runs on the HTTP pool threads; nothing keeps state
+ * between calls (thread-safe as the store is).
  */
 #ifndef SONDE_API_H
 #define SONDE_API_H
 
 #include <jansson.h>
 
+#include "common/pprof.h"
 #include "server/http.h"
 #include "server/store.h"
 
@@ -29,6 +34,17 @@ json_t *api_session_json(const struct store_session *s);
 json_t *api_profile_now_json(const struct store_profile_now *r);
 /* {"id","name","role","created_ms","last_used_ms"|null,"revoked_ms"|null}. */
 json_t *api_token_json(const struct store_token *t);
+/* {"id","app","interface","duration_min","threshold_ms","frequency_ms",
+ *  "max_samples","state","creator":{"token_id"|null,"name"},"created_ms",
+ *  "started_ms"|null,"ends_ms","ended_ms"|null,"captures"}. */
+json_t *api_task_json(const struct store_task *t);
+/* {"agent_id","instance","pid","delivered_ms"|null,"started_ms"|null,
+ *  "stopped_ms"|null,"captures"}. */
+json_t *api_task_agent_json(const struct store_task_agent *a);
+/* {"id","task_id","agent_id","slot","app","instance","pid","trace_id",
+ *  "interface","start_ms","response_code"|null,"peer"|null,"total_ms",
+ *  "snapshots","state","profile_bytes","created_ms"}. */
+json_t *api_capture_json(const struct store_capture *c);
 
 /* --- settings.c ---------------------------------------------------- */
 
@@ -54,5 +70,51 @@ int settings_value_ok(const struct settings_rule *r, json_t *v);
 json_t *settings_triggers(struct server *srv, const char *app, struct response *res);
 /* {"enabled","window_s","period_s"}; defaults on, 120, 3600. */
 json_t *settings_default_sampling(struct server *srv, const char *app, struct response *res);
+
+/* --- ingest.c ------------------------------------------------------ */
+
+/* An upload accepted by ingest_upload: what to store.  Free with
+ * ingest_free. */
+struct ingest {
+    const uint8_t *pprof; /* gzipped bytes to store: the body, or gz */
+    size_t pprof_len;
+    uint8_t *tree;        /* flame tree blob (views.h) */
+    size_t tree_len;
+    int64_t samples;      /* sum of the first "count" sample type, else the
+                             number of samples */
+    char *sample_types;   /* "samples/count,cpu/nanoseconds" */
+    json_t *types;        /* ["samples/count", …] */
+    struct pprof_profile *profile; /* decoded and validated */
+    uint8_t *raw, *gz;    /* owned buffers */
+    size_t raw_len;
+};
+
+/* Checks the request's body as a profile upload: gzipped (or raw)
+ * pprof, inflated within cfg.max_profile, decoded and validated, its
+ * sample types summarized and its flame tree built.  0 with *in filled,
+ * or -1 with res set (400 corrupt/empty, 413 too large, 500 out of
+ * memory) and nothing to free. */
+int ingest_upload(struct server *srv, const struct request *req, struct ingest *in,
+                  struct response *res);
+void ingest_free(struct ingest *in);
+
+/* Most traces of one profile indexed (the rest are not findable by
+ * GET /api/v1/traces/…). */
+#define INGEST_MAX_TRACES 10000
+/* The distinct "trace_id" string labels of p that are valid trace ids
+ * (jv_trace_id_ok), each with the first "interface" label seen with it
+ * ("" when none or unstorable) and its samples (as ingest counts them),
+ * sorted by trace id; at most INGEST_MAX_TRACES.  *out malloc'ed (NULL
+ * when none).  0 or -ENOMEM. */
+int ingest_traces(const struct pprof_profile *p, struct store_trace_span **out, size_t *n);
+
+/* --- api_view.c ---------------------------------------------------- */
+
+/* Answers GET /api/v1/captures/{id}/flamegraph|flame|top|collapsed (by
+ * the path's last segment): the view of capture req->id's snapshots,
+ * computed exactly as a session's (same JSON, "sessions": 1), sample type
+ * "samples" unless type= says otherwise.  404 for an unknown capture or
+ * one without snapshots yet. */
+enum http_result api_view_capture(struct request *req, struct response *res);
 
 #endif

@@ -15,29 +15,29 @@
  * within HTTP_REPOLL_MS from another server.  The agent's app is read
  * once and kept in req->state between calls.
  *
- * Uploads are the one place where large untrusted input arrives: the body
- * is bounded by --max-upload-mb, inflated (pprof_gunzip) into a buffer
- * bounded by --max-profile-mb (a gzip bomb is 413 after at most that much
- * work), and decoded and validated by pprof_decode before anything is
- * stored; the flame tree (views.h) is computed at ingest so that merged
- * views never re-parse an upload.  Profile and tree go to the store in one
- * transaction with the session's completion.
+ * Active profiling tasks ride on the same poll: the agent passes the
+ * tasks_version it has, and a poll answers at once, with the app's
+ * running tasks, when the store's task version differs (a task created,
+ * cancelled, expired or full).  Every call of a poll first lets the store
+ * expire tasks whose end passed — a suspended poll is called again at
+ * least every HTTP_REPOLL_MS — so an expiry reaches agents within a
+ * second even without the server's tick.  Each task sent to an agent is
+ * recorded as delivered to it (the task log's "delivered" line), once.
+ *
+ * Uploads go through ingest.c (bounded inflate, validation, flame tree),
+ * shared with capture snapshots; a session profile's trace ids are
+ * indexed in the same transaction as the profile (store_profile.traces),
+ * for GET /api/v1/traces/{trace_id}.
  */
 #include <errno.h>
-#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
-#include "common/pprof.h"
 #include "server/api.h"
-#include "server/views.h"
 
-/* Profiles with more sample types than this, or longer type or unit
- * names, are refused: real ones have 1-4 short ones, and the list is
- * echoed in the answer and kept with the session. */
-#define UPLOAD_MAX_SAMPLE_TYPES 64
-#define UPLOAD_MAX_TYPE_NAME 127
+/* Tasks listed in one poll answer (the agent's TASK_MAX). */
+#define POLL_MAX_TASKS 16
 
 
 static const char *const triggered_by_kinds[] = {
@@ -281,6 +281,7 @@ struct poll_state {
     int64_t agent_id;
     int64_t cursor;           /* the agent's: requests above it are new */
     int64_t settings_version; /* the agent's */
+    int64_t tasks_version;    /* the agent's */
     int64_t deadline_ms;      /* answer empty at this time */
     int64_t seen_ms;          /* last heartbeat written for this poll */
     char app[STORE_APP_MAX];
@@ -302,10 +303,11 @@ static void poll_keepalive(struct server *srv, struct poll_state *ps, int64_t no
 static struct poll_state *poll_begin(struct request *req, struct response *res)
 {
     struct server *srv = req->srv;
-    int64_t id, cursor, version, timeout;
+    int64_t id, cursor, version, tasks_version, timeout;
     if (qp_int(req, res, "agent_id", 0, INT64_MAX, 0, &id) != 0 ||
         qp_int(req, res, "cursor", 0, INT64_MAX, 0, &cursor) != 0 ||
         qp_int(req, res, "settings_version", 0, INT64_MAX, 0, &version) != 0 ||
+        qp_int(req, res, "tasks_version", 0, INT64_MAX, 0, &tasks_version) != 0 ||
         qp_int(req, res, "timeout_s", 1, 60, poll_timeout_s(srv), &timeout) != 0)
         return NULL;
     if (id < 1) {
@@ -328,15 +330,57 @@ static struct poll_state *poll_begin(struct request *req, struct response *res)
     ps->agent_id = id;
     ps->cursor = cursor;
     ps->settings_version = version;
+    ps->tasks_version = tasks_version;
     ps->deadline_ms = req->now_ms + timeout * 1000;
     ps->seen_ms = req->now_ms;
     snprintf(ps->app, sizeof ps->app, "%s", a.app);
     return ps;
 }
 
+/* The app's running tasks as an agent gets them (oldest first, at most
+ * POLL_MAX_TASKS), each recorded as delivered to the agent the first
+ * time.  NULL with res set. */
+static json_t *poll_tasks(struct server *srv, const struct poll_state *ps, int64_t now_ms,
+                          struct response *res)
+{
+    struct store_task *ts = NULL;
+    size_t n = 0;
+    int rc = store_task_active(srv->store, ps->app, now_ms, &ts, &n);
+    if (rc != 0) {
+        store_failed(srv, res, rc);
+        return NULL;
+    }
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < n && i < POLL_MAX_TASKS; i++) {
+        const struct store_task *t = &ts[i];
+        rc = store_task_deliver(srv->store, t->id, ps->agent_id, now_ms);
+        /* -EEXIST: delivered before.  -ENOENT: the task was purged
+         * meanwhile; the agent learns it at the next version.  Anything
+         * else is only logged: the agent must still get its list. */
+        if (rc < 0 && rc != -EEXIST && rc != -ENOENT)
+            fprintf(stderr, "sonded: task %lld delivery to agent %lld: %s\n", (long long)t->id,
+                    (long long)ps->agent_id, store_errmsg(srv->store));
+        json_t *o = json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:I}", "id", (json_int_t)t->id,
+                              "interface", t->interface, "threshold_ms",
+                              (json_int_t)t->threshold_ms, "frequency_ms",
+                              (json_int_t)t->frequency_ms, "max_samples",
+                              (json_int_t)t->max_samples, "captures", (json_int_t)t->captures,
+                              "ends_ms", (json_int_t)t->ends_ms);
+        if (json_array_append_new(list, o) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    free(ts);
+    if (!list)
+        http_error(res, 500, "out of memory");
+    return list;
+}
+
 static enum http_result poll_answer(struct server *srv, const struct poll_state *ps,
                                     const struct store_profile_now *rs, size_t n,
-                                    int64_t version, struct response *res)
+                                    int64_t version, int64_t tasks_version, int64_t now_ms,
+                                    struct response *res)
 {
     int64_t cursor = ps->cursor;
     json_t *list = json_array();
@@ -358,9 +402,16 @@ static enum http_result poll_answer(struct server *srv, const struct poll_state 
         json_decref(list);
         return HTTP_DONE;
     }
-    json_t *out = json_pack("{s:I,s:I,s:o,s:o}", "cursor", (json_int_t)cursor,
+    json_t *tasks = json_null();
+    if (tasks_version != ps->tasks_version && !(tasks = poll_tasks(srv, ps, now_ms, res))) {
+        json_decref(list);
+        json_decref(settings);
+        return HTTP_DONE;
+    }
+    json_t *out = json_pack("{s:I,s:I,s:o,s:o,s:I,s:o}", "cursor", (json_int_t)cursor,
                             "settings_version", (json_int_t)version, "profile_now", list,
-                            "settings", settings);
+                            "settings", settings, "tasks_version", (json_int_t)tasks_version,
+                            "tasks", tasks);
     return reply(res, 200, out);
 }
 
@@ -376,19 +427,31 @@ static enum http_result agent_poll(struct request *req, struct response *res)
         poll_keepalive(srv, ps, req->now_ms);
     }
 
-    /* The version is read before the requests: a change that lands
-     * between the two reads is then seen at the next poll, not lost. */
-    int64_t version = 0;
+    /* Tasks whose end passed expire now, so that this answer (and every
+     * other poll, woken when one did) has them gone.  A failure is only
+     * logged: the tick and the next call retry. */
+    int64_t expired = 0;
+    if (store_task_expire(srv->store, req->now_ms, &expired) < 0)
+        fprintf(stderr, "sonded: task expiry: %s\n", store_errmsg(srv->store));
+    else if (expired > 0)
+        server_notify(srv);
+
+    /* The versions are read before the requests and tasks: a change that
+     * lands between the reads is then seen at the next poll, not lost. */
+    int64_t version = 0, tasks_version = 0;
     struct store_profile_now *rs = NULL;
     size_t n = 0;
     int rc = store_settings_version(srv->store, &version);
     if (rc == 0)
+        rc = store_task_version(srv->store, &tasks_version);
+    if (rc == 0)
         rc = store_profile_now_since(srv->store, ps->cursor, ps->app, req->now_ms, &rs, &n);
     if (rc != 0)
         return store_failed(srv, res, rc);
-    if (n > 0 || version != ps->settings_version || req->timed_out ||
-        req->now_ms >= ps->deadline_ms) {
-        enum http_result r = poll_answer(srv, ps, rs, n, version, res);
+    if (n > 0 || version != ps->settings_version || tasks_version != ps->tasks_version ||
+        req->timed_out || req->now_ms >= ps->deadline_ms) {
+        enum http_result r =
+            poll_answer(srv, ps, rs, n, version, tasks_version, req->now_ms, res);
         free(rs);
         return r;
     }
@@ -540,115 +603,13 @@ static enum http_result session_patch(struct request *req, struct response *res)
 /* ------------------------------------------------------------------ */
 /* Upload                                                              */
 
-/* Gzips a raw upload so that what is stored (and downloaded) is always
- * gzipped pprof.  0 or -ENOMEM. */
-static int gzip_bytes(const uint8_t *in, size_t len, uint8_t **out, size_t *outlen)
-{
-    z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8,
-                     Z_DEFAULT_STRATEGY) != Z_OK)
-        return -ENOMEM;
-    size_t cap = deflateBound(&zs, len) + 32;
-    uint8_t *buf = malloc(cap);
-    if (!buf) {
-        deflateEnd(&zs);
-        return -ENOMEM;
-    }
-    /* len is at most cfg.max_upload, far below 4 GiB in practice; feed in
-     * uInt-sized chunks anyway. */
-    size_t consumed = 0;
-    int zr;
-    zs.next_out = buf;
-    zs.avail_out = cap > UINT_MAX ? UINT_MAX : (uInt)cap;
-    do {
-        size_t chunk = len - consumed < (1u << 30) ? len - consumed : (1u << 30);
-        zs.next_in = (Bytef *)(in + consumed);
-        zs.avail_in = (uInt)chunk;
-        consumed += chunk;
-        zr = deflate(&zs, consumed == len ? Z_FINISH : Z_NO_FLUSH);
-    } while (zr == Z_OK && consumed < len);
-    while (zr == Z_OK)
-        zr = deflate(&zs, Z_FINISH);
-    *outlen = zs.total_out;
-    deflateEnd(&zs);
-    if (zr != Z_STREAM_END) {
-        free(buf);
-        return -ENOMEM;
-    }
-    *out = buf;
-    return 0;
-}
-
-/* What an accepted upload tells: sample count and "type/unit" list. */
-struct upload_summary {
-    int64_t samples;
-    json_t *types;  /* ["samples/count", …] */
-    char *joined;   /* "samples/count,cpu/nanoseconds" */
-};
-
-/* The sample count is the sum of the first "count" sample type (pprof's
- * convention for the number of events a sample stands for), else the
- * number of samples.  0, -EINVAL (400 on res) or -ENOMEM. */
-static int summarize(const struct pprof_profile *p, struct upload_summary *sum,
-                     struct response *res)
-{
-    const Perftools__Profiles__Profile *pb = p->pb;
-    if (pb->n_sample_type > UPLOAD_MAX_SAMPLE_TYPES) {
-        http_error(res, 400, "corrupt profile: %zu sample types (at most %d)",
-                   pb->n_sample_type, UPLOAD_MAX_SAMPLE_TYPES);
-        return -EINVAL;
-    }
-    size_t joined_cap = pb->n_sample_type * (2 * UPLOAD_MAX_TYPE_NAME + 2) + 1;
-    sum->joined = malloc(joined_cap);
-    sum->types = json_array();
-    if (!sum->joined || !sum->types)
-        return -ENOMEM;
-    sum->joined[0] = '\0';
-    size_t jlen = 0;
-    int count_index = -1;
-    for (size_t i = 0; i < pb->n_sample_type; i++) {
-        const char *type = pprof_string(p, pb->sample_type[i]->type);
-        const char *unit = pprof_string(p, pb->sample_type[i]->unit);
-        if (strlen(type) > UPLOAD_MAX_TYPE_NAME || strlen(unit) > UPLOAD_MAX_TYPE_NAME) {
-            http_error(res, 400, "corrupt profile: sample type %zu has a name over %d bytes",
-                       i, UPLOAD_MAX_TYPE_NAME);
-            return -EINVAL;
-        }
-        char one[2 * UPLOAD_MAX_TYPE_NAME + 2];
-        snprintf(one, sizeof one, "%s/%s", type, unit);
-        if (json_array_append_new(sum->types, json_string(one)) != 0)
-            return -ENOMEM;
-        jlen += (size_t)snprintf(sum->joined + jlen, joined_cap - jlen, "%s%s", i ? "," : "",
-                                 one);
-        if (count_index < 0 && strcmp(unit, "count") == 0)
-            count_index = (int)i;
-    }
-    if (count_index < 0) {
-        sum->samples = pb->n_sample > INT64_MAX ? INT64_MAX : (int64_t)pb->n_sample;
-        return 0;
-    }
-    /* Saturating: values come from outside. */
-    int64_t total = 0;
-    for (size_t i = 0; i < pb->n_sample; i++) {
-        int64_t v = pb->sample[i]->value[count_index];
-        if (v > 0)
-            total = v > INT64_MAX - total ? INT64_MAX : total + v;
-    }
-    sum->samples = total;
-    return 0;
-}
-
 static enum http_result profile_upload(struct request *req, struct response *res)
 {
     struct server *srv = req->srv;
-    size_t max_profile_mb = srv->cfg.max_profile >> 20;
-    /* The body is at most cfg.max_upload: the route says HTTP_BODY_UPLOAD
-     * and http.c answered 413 past it. */
-    if (req->body_len == 0) {
-        http_error(res, 400, "empty body: expected a gzipped pprof profile");
-        return HTTP_DONE;
-    }
+    struct ingest in;
+    struct store_trace_span *traces = NULL;
+    size_t ntraces = 0;
+
     /* Cheap refusals first: no inflating for a session that cannot take
      * the profile.  The store checks again in its transaction. */
     struct store_session s;
@@ -659,68 +620,25 @@ static enum http_result profile_upload(struct request *req, struct response *res
         http_error(res, 409, "session %lld already has a profile", (long long)req->id);
         return HTTP_DONE;
     }
-
-    char err[256] = "";
-    uint8_t *raw = NULL, *gz = NULL, *blob = NULL;
-    size_t raw_len = 0, gz_len = 0, blob_len = 0;
-    struct pprof_profile *p = NULL;
-    struct upload_summary sum = {0};
-    int gzipped = req->body_len >= 2 && req->body[0] == 0x1f && req->body[1] == 0x8b;
-
-    if (gzipped) {
-        rc = pprof_gunzip(req->body, req->body_len, srv->cfg.max_profile, &raw, &raw_len, err,
-                          sizeof err);
-        if (rc == -EFBIG)
-            http_error(res, 413, "profile decompresses past %zu MiB", max_profile_mb);
-        else if (rc == -EINVAL)
-            http_error(res, 400, "corrupt profile upload: %s", err);
-        else if (rc != 0)
-            http_error(res, 500, "out of memory decompressing the profile");
-        if (rc != 0)
-            goto out;
-    } else if (req->body_len > srv->cfg.max_profile) {
-        http_error(res, 413, "profile decompresses past %zu MiB", max_profile_mb);
-        goto out;
-    }
-
-    rc = pprof_decode(gzipped ? raw : req->body, gzipped ? raw_len : req->body_len, &p, err,
-                      sizeof err);
-    if (rc != 0) {
-        if (rc == -ENOMEM)
-            http_error(res, 500, "out of memory decoding the profile");
-        else
-            http_error(res, 400, "corrupt profile: %s", err);
-        goto out;
-    }
-    rc = summarize(p, &sum, res);
-    if (rc == -ENOMEM)
-        http_error(res, 500, "out of memory");
-    if (rc != 0)
-        goto out;
-    rc = flame_tree_build(p, &blob, &blob_len, err, sizeof err);
-    if (rc != 0) {
-        if (rc == -E2BIG)
-            http_error(res, 413, "profile too large to index: %s", err);
-        else if (rc == -ENOMEM)
-            http_error(res, 500, "out of memory indexing the profile");
-        else
-            http_error(res, 400, "corrupt profile: %s", err);
-        goto out;
-    }
-    if (!gzipped && (rc = gzip_bytes(req->body, req->body_len, &gz, &gz_len)) != 0) {
-        http_error(res, 500, "out of memory compressing the profile");
-        goto out;
+    if (ingest_upload(srv, req, &in, res) < 0)
+        return HTTP_DONE;
+    if (ingest_traces(in.profile, &traces, &ntraces) < 0) {
+        http_error(res, 500, "out of memory indexing the profile's traces");
+        ingest_free(&in);
+        return HTTP_DONE;
     }
 
     struct store_profile sp = {
         .session_id = req->id,
-        .pprof = gzipped ? (const void *)req->body : gz,
-        .pprof_len = gzipped ? req->body_len : gz_len,
-        .tree = blob,
-        .tree_len = blob_len,
-        .samples = sum.samples,
-        .sample_types = sum.joined,
+        .pprof = in.pprof,
+        .pprof_len = in.pprof_len,
+        .tree = in.tree,
+        .tree_len = in.tree_len,
+        .samples = in.samples,
+        .sample_types = in.sample_types,
         .now_ms = req->now_ms,
+        .traces = traces,
+        .ntraces = ntraces,
     };
     rc = store_profile_put(srv->store, &sp);
     if (rc == -EEXIST) {
@@ -729,21 +647,15 @@ static enum http_result profile_upload(struct request *req, struct response *res
         session_failed(srv, res, req->id, rc);
     } else {
         json_t *o = json_pack("{s:I,s:I,s:I,s:O}", "session_id", (json_int_t)req->id, "bytes",
-                              (json_int_t)sp.pprof_len, "samples", (json_int_t)sum.samples,
-                              "sample_types", sum.types);
+                              (json_int_t)sp.pprof_len, "samples", (json_int_t)in.samples,
+                              "sample_types", in.types);
         if (o)
             http_json(res, 201, o);
         else
             http_error(res, 500, "out of memory (the profile is stored)");
     }
-
-out:
-    pprof_profile_free(p);
-    free(raw);
-    free(gz);
-    free(blob);
-    free(sum.joined);
-    json_decref(sum.types);
+    free(traces);
+    ingest_free(&in);
     return HTTP_DONE;
 }
 

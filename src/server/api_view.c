@@ -6,9 +6,11 @@
  *
  * Everything goes through one function, merge_selection(): a selection
  * (one session, or an app's sessions in a time range narrowed by instance
- * and trigger) plus a sample type and label filters → one flame_merge
- * (views.h).  One session is simply a selection of one, so its views and
- * the merged views cannot disagree.
+ * and trigger, or the snapshots of one capture of an active profiling
+ * task) plus a sample type and label filters → one flame_merge (views.h).
+ * One session is simply a selection of one, so its views and the merged
+ * views cannot disagree; a capture is one more kind of single profile
+ * (api_view_capture, routed from api_capture.c).
  *
  * Two ways to feed the merge:
  *   - no label filter (the common, fast path): the flame tree blobs that
@@ -52,11 +54,15 @@ static const char *const triggered_by_values[] = {
     "profile-now", "cpu-trigger", "memory-trigger", "default-sampling", "load-test", NULL,
 };
 
-/* What to merge: one session (session_id > 0), else the sessions that
- * match filter.  `what` describes it for messages ("session 17",
- * "app 'checkout' from … to …"). */
+/* What to merge: one session (session_id > 0), one capture's snapshots
+ * (capture_id > 0), else the sessions that match filter.  `what`
+ * describes it for messages ("session 17", "app 'checkout' from … to …").
+ * default_type: the sample type when the query names none (NULL: each
+ * profile's default). */
 struct selection {
     int64_t session_id;
+    int64_t capture_id;
+    const char *default_type;
     struct store_session_filter filter;
     char what[STORE_APP_MAX + STORE_INSTANCE_MAX + 128];
 };
@@ -270,10 +276,12 @@ static void type_missing(struct request *req, struct response *res, const struct
     struct type_walk t = {{0}};
     struct store *st = req->srv->store;
 
-    if (sel->session_id > 0) {
+    if (sel->session_id > 0 || sel->capture_id > 0) {
         void *buf = NULL;
         size_t len = 0;
-        if (store_profile_get(st, sel->session_id, &buf, &len) == 0)
+        if ((sel->session_id > 0 ? store_profile_get(st, sel->session_id, &buf, &len)
+                                 : store_capture_profile_get(st, sel->capture_id, &buf, &len)) ==
+            0)
             collect_types(&t, sel->session_id, buf, len);
         free(buf);
     } else {
@@ -297,7 +305,7 @@ static struct flame_merge *merge_selection(struct request *req, struct response 
     struct flame_merge_stats stats;
     int rc;
 
-    w.m = flame_merge_new(q->type);
+    w.m = flame_merge_new(q->type ? q->type : sel->default_type);
     if (!w.m) {
         http_error(res, 500, "out of memory starting a merge");
         return NULL;
@@ -324,6 +332,26 @@ static struct flame_merge *merge_selection(struct request *req, struct response 
             rc = q->nlabels ? add_pprof(&w, sel->session_id, buf, len)
                             : add_tree(&w, sel->session_id, buf, len);
         free(buf);
+    } else if (sel->capture_id > 0) {
+        struct store_capture c;
+        void *buf = NULL;
+        size_t len = 0;
+
+        rc = store_capture_get(st, sel->capture_id, &c);
+        if (rc == -ENOENT) {
+            http_error(res, 404, "capture %lld not found", (long long)sel->capture_id);
+            goto fail;
+        }
+        if (rc == 0)
+            rc = q->nlabels ? store_capture_profile_get(st, sel->capture_id, &buf, &len)
+                            : store_capture_tree_get(st, sel->capture_id, &buf, &len);
+        if (rc == -ENOENT) {
+            http_error(res, 404, "capture %lld has no snapshots yet", (long long)sel->capture_id);
+            goto fail;
+        }
+        if (rc == 0)
+            rc = q->nlabels ? add_pprof(&w, 0, buf, len) : add_tree(&w, 0, buf, len);
+        free(buf);
     } else {
         rc = q->nlabels ? store_pprof_foreach(st, &sel->filter, add_pprof, &w)
                         : store_tree_foreach(st, &sel->filter, add_tree, &w);
@@ -343,8 +371,11 @@ static struct flame_merge *merge_selection(struct request *req, struct response 
         goto fail;
     }
     if (rc < 0) {
-        http_error(res, 500, "stored profile of session %lld cannot be read: %s",
-                   (long long)w.session_id, w.err);
+        if (sel->capture_id > 0)
+            http_error(res, 500, "stored snapshots of %s cannot be read: %s", sel->what, w.err);
+        else
+            http_error(res, 500, "stored profile of session %lld cannot be read: %s",
+                       (long long)w.session_id, w.err);
         goto fail;
     }
 
@@ -430,7 +461,7 @@ static enum view_kind view_of(const struct request *req)
     const char *last = strrchr(req->path, '/');
     return strcmp(last, "/top") == 0         ? VIEW_TOP
            : strcmp(last, "/collapsed") == 0 ? VIEW_COLLAPSED
-                                             : VIEW_FLAMEGRAPH;
+                                             : VIEW_FLAMEGRAPH; /* /flamegraph, /flame */
 }
 
 /* /api/v1/sessions/{id}/<view>: a selection of one session. */
@@ -439,6 +470,15 @@ static enum http_result session_view(struct request *req, struct response *res)
     struct selection sel = {.session_id = req->id};
 
     snprintf(sel.what, sizeof sel.what, "session %lld", (long long)req->id);
+    return answer_view(req, res, &sel, view_of(req));
+}
+
+/* /api/v1/captures/{id}/<view>: a capture's snapshots (api.h). */
+enum http_result api_view_capture(struct request *req, struct response *res)
+{
+    struct selection sel = {.capture_id = req->id, .default_type = "samples"};
+
+    snprintf(sel.what, sizeof sel.what, "capture %lld", (long long)req->id);
     return answer_view(req, res, &sel, view_of(req));
 }
 

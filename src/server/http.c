@@ -22,8 +22,9 @@
  *   3. body complete: the handler runs and its response is queued.
  *
  * Long-poll (step 3 when the handler answers HTTP_WAIT: suspending the
- * connection and resuming it) is in longpoll.c; what the two files
- * share is in http_internal.h.
+ * connection and resuming it) is in longpoll.c, routing (the route
+ * tables and path patterns of step 1) in route.c; what the files share
+ * is in http_internal.h.
  *
  * Shutdown (http_stop): stop accepting, wake every waiter with timed_out
  * set, answer new requests on kept-alive connections with 503, wait (up
@@ -298,100 +299,7 @@ void http_test_request_free(struct request *req)
 }
 
 /* ------------------------------------------------------------------ */
-/* Routing                                                             */
-
-static const struct route *const route_tables[] = {
-    api_token_routes, api_agent_routes, api_session_routes, api_view_routes, api_setting_routes,
-};
-
-/* {id}: 1..18 decimal digits, value >= 1 (18 digits cannot overflow). */
-static int parse_id(const char *s, size_t len, int64_t *id)
-{
-    if (len == 0 || len > 18)
-        return 0;
-    int64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < 1)
-        return 0;
-    *id = v;
-    return 1;
-}
-
-/* 1 if path matches pattern, with the {id} part (if any) in *id. */
-static int path_match(const char *pattern, const char *path, int64_t *id)
-{
-    static const char idpart[] = "{id}";
-    while (*pattern) {
-        if (strncmp(pattern, idpart, sizeof(idpart) - 1) == 0) {
-            size_t n = strcspn(path, "/");
-            if (!parse_id(path, n, id))
-                return 0;
-            pattern += sizeof(idpart) - 1;
-            path += n;
-            continue;
-        }
-        if (*pattern != *path)
-            return 0;
-        pattern++;
-        path++;
-    }
-    return *path == '\0';
-}
-
-/* The route for method + path; NULL with *status 404 or 405 (and the
- * allowed methods in allow) when there is none. */
-static const struct route *route_find(const char *method, const char *path, int64_t *id,
-                                      int *status, char *allow, size_t allowlen)
-{
-    /* HEAD is GET without the body (libmicrohttpd drops it). */
-    const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
-    size_t alen = 0;
-    allow[0] = '\0';
-    *status = 404;
-    for (size_t t = 0; t < sizeof(route_tables) / sizeof(route_tables[0]); t++) {
-        for (const struct route *r = route_tables[t]; r->method; r++) {
-            int64_t rid = 0;
-            if (!path_match(r->pattern, path, &rid))
-                continue;
-            if (strcmp(r->method, m) == 0) {
-                *id = rid;
-                return r;
-            }
-            *status = 405;
-            if (!strstr(allow, r->method)) {
-                int n = snprintf(allow + alen, allowlen - alen, "%s%s", alen ? ", " : "",
-                                 r->method);
-                if (n > 0 && (size_t)n < allowlen - alen)
-                    alen += (size_t)n;
-            }
-        }
-    }
-    return NULL;
-}
-
-/* "writer or admin" for a route's role bits. */
-static void roles_text(int roles, char *buf, size_t len)
-{
-    static const int order[] = {ROLE_READER, ROLE_WRITER, ROLE_ADMIN, ROLE_AGENT};
-    const char *names[4];
-    size_t n = 0;
-    for (size_t i = 0; i < 4; i++)
-        if (roles & order[i])
-            names[n++] = role_name(order[i]);
-    buf[0] = '\0';
-    size_t used = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *sep = i == 0 ? "" : i + 1 == n ? " or " : ", ";
-        int w = snprintf(buf + used, len - used, "%s%s", sep, names[i]);
-        if (w < 0 || (size_t)w >= len - used)
-            break;
-        used += (size_t)w;
-    }
-}
+/* Authentication                                                      */
 
 /* Checks the bearer token against the route's roles; fills c->req.token
  * and role, or answers 401/403/500 on c->res and returns -1. */
@@ -439,7 +347,7 @@ static int authenticate(struct http_conn *c)
     c->req.role = role_from_name(c->req.token.role);
     if (!(c->req.role & c->route->roles)) {
         char need[64];
-        roles_text(c->route->roles, need, sizeof(need));
+        http_roles_text(c->route->roles, need, sizeof(need));
         http_error(&c->res, 403, "role '%s' may not %s %s; needs %s", c->req.token.role,
                    c->req.method, c->route->pattern, need);
         return -1;
@@ -576,7 +484,11 @@ static int on_headers(struct http_conn *c, const char *url, const char *method)
         http_error(&c->res, 503, "server shutting down");
         return -1;
     }
-    c->route = route_find(method, url, &c->req.id, &status, allow, sizeof(allow));
+    struct path_parts parts = {0};
+    c->route = http_route_find(method, url, &parts, &status, allow, sizeof(allow));
+    c->req.id = parts.id;
+    c->req.key = parts.key;
+    c->req.key_len = parts.key_len;
     if (!c->route) {
         if (status == 405) {
             http_error(&c->res, 405, "method %s not allowed on %s (allowed: %s)", method, url,

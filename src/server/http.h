@@ -5,7 +5,7 @@
  * http.c owns libmicrohttpd (thread pool, epoll, suspend/resume).  For
  * each request it: reads the body up to the route's limit (413 past it,
  * decided from Content-Length before reading when there is one), checks
- * the bearer token and the route's role (401/403), parses {id} path
+ * the bearer token and the route's role (401/403), parses {id} and {key} path
  * parts, then calls the route's handler with a struct request and a
  * struct response to fill.  One log line per request goes to stderr:
  *   2026-11-23T10:00:00.123Z 127.0.0.1 GET /api/v1/sessions 200 512B 1.2ms token=3
@@ -66,6 +66,8 @@ struct server_config {
     size_t max_json_body;     /* default 1 MiB */
     size_t max_upload;        /* compressed profile upload, default 32 MiB */
     size_t max_profile;       /* decompressed profile, default 64 MiB */
+    int task_minute_ms;       /* a task minute: 60000; shorter for tests only
+                                 (--task-minute-ms, 100..60000) */
 };
 
 struct server {
@@ -88,6 +90,10 @@ struct request {
     struct store_token token;     /* the caller's token (id 0 for ROLES_NONE) */
     int role;                     /* its ROLE_* bit */
     int64_t id;                   /* the {id} of the path, if the route has one */
+    const char *key;              /* the {key} of the path, if the route has one:
+                                     key_len bytes (1..255, no '/'), not
+                                     NUL-terminated, unchecked otherwise */
+    size_t key_len;
     int64_t now_ms;               /* when this call started */
     /* long-poll */
     int64_t wait_until_ms; /* set by the handler before returning HTTP_WAIT */
@@ -109,7 +115,9 @@ typedef enum http_result (*http_handler)(struct request *req, struct response *r
 
 struct route {
     const char *method;
-    const char *pattern; /* "/api/v1/sessions/{id}/profile"; {id} = integer >= 1 */
+    const char *pattern; /* "/api/v1/sessions/{id}/profile"; {id} = integer >= 1,
+                            {key} = any segment of 1..255 bytes (the
+                            handler validates it: 400, not 404) */
     int roles;           /* ROLE_* bits admitted; ROLES_NONE = open */
     size_t max_body;     /* 0 = cfg.max_json_body; HTTP_BODY_UPLOAD = cfg.max_upload */
     http_handler fn;
@@ -121,6 +129,9 @@ extern const struct route api_session_routes[];  /* /api/v1/sessions… */
 extern const struct route api_view_routes[];     /* /api/v1/views/…  */
 extern const struct route api_setting_routes[];  /* triggers, default-sampling, profile-now */
 extern const struct route api_token_routes[];    /* /api/v1/tokens…, health */
+extern const struct route api_task_routes[];     /* /api/v1/tasks… */
+extern const struct route api_capture_routes[];  /* /api/v1/captures…, /api/v1/traces/… */
+extern const struct route api_agent_task_routes[]; /* /api/v1/agent/tasks…, …/captures… */
 
 /* Query parameter (decoded) or NULL. */
 const char *http_query(const struct request *req, const char *name);
@@ -178,6 +189,12 @@ int jv_bool(struct response *res, json_t *obj, const char *field, int required, 
  * absent → def (may be NULL) when !required.  *out borrowed from obj. */
 int jv_string(struct response *res, json_t *obj, const char *field, size_t maxlen, int required,
               const char *def, const char **out);
+/* 1 if s[0..len) is valid UTF-8 without control characters (what
+ * jv_string and qp_string accept), else 0. */
+int jv_printable(const char *s, size_t len);
+/* 1 if s[0..len) is a trace id the API can look up: 1..STORE_TRACE_MAX-1
+ * bytes of [A-Za-z0-9._:-], else 0. */
+int jv_trace_id_ok(const char *s, size_t len);
 /* Fails with 400 "unknown field 'x'" if obj has a key not in allowed
  * (NULL-terminated). */
 int jv_only(struct response *res, json_t *obj, const char *const *allowed);

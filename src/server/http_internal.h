@@ -1,7 +1,7 @@
 /*
- * http_internal.h — what sonded's HTTP layer shares between its two
- * files beyond http.h; included only by src/server/http.c and
- * src/server/longpoll.c.
+ * http_internal.h — what sonded's HTTP layer shares between its three
+ * files beyond http.h; included only by src/server/http.c,
+ * src/server/longpoll.c and src/server/route.c.
  *
  *   http.c      libmicrohttpd: requests through routing, authentication
  *               and body limits to the handler, responses, logging,
@@ -10,6 +10,7 @@
  *               suspending the connection until server_notify(), its
  *               deadline or HTTP_REPOLL_MS, and the long-poll thread that
  *               resumes it (described there)
+ *   route.c     the route tables and matching a path against them
  *
  * Every field of struct http_impl below its lock is guarded by it.
  */
@@ -111,6 +112,25 @@ static inline void cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *m, int64_
 
 /* Queues c->res (or a 500 if the handler left none) and logs. */
 enum MHD_Result http_send_response(struct http_conn *c);
+
+/* ------------------------------------------------------------------ */
+/* route.c (pure functions: thread-safe)                               */
+
+/* The variable parts of a matched path. */
+struct path_parts {
+    int64_t id;      /* {id} */
+    const char *key; /* {key}: key_len bytes into the path (not NUL-ended) */
+    size_t key_len;
+};
+
+/* The route for method + path, with the path's parts in *parts; NULL
+ * with *status 404 or 405 (and the allowed methods, comma-separated, in
+ * allow) when there is none.  HEAD is routed as GET. */
+const struct route *http_route_find(const char *method, const char *path,
+                                    struct path_parts *parts, int *status, char *allow,
+                                    size_t allowlen);
+/* "writer or admin" for a route's role bits, into buf. */
+void http_roles_text(int roles, char *buf, size_t len);
 
 /* ------------------------------------------------------------------ */
 /* longpoll.c                                                          */

@@ -1,12 +1,13 @@
 /*
  * main.c — sonded, the server: command line, store, first-start admin
- * token, HTTP server, retention thread, and a clean stop on SIGTERM or
- * SIGINT.
+ * token, HTTP server, background thread (retention purges, task expiry),
+ * and a clean stop on SIGTERM or SIGINT.
  *
  * Signals are blocked in every thread (they inherit the mask from here)
  * and taken synchronously by the main thread with sigwait(), so the stop
- * sequence runs as ordinary code: HTTP first (stop accepting, answer
- * long-polls, let requests in flight finish), then the retention thread,
+ * sequence runs as ordinary code: the background thread first (it wakes
+ * long-polls through the HTTP layer, which must still exist), then HTTP
+ * (stop accepting, answer long-polls, let requests in flight finish),
  * then the store — nobody uses the store when it closes.
  *
  * stdout carries exactly what a supervisor or a test reads: the admin
@@ -31,6 +32,9 @@
 #include "server/http.h"
 
 #define RETENTION_PERIOD_MS (3600 * 1000)
+/* The background thread's tick: how late a task may expire at worst
+ * when no request looks at it. */
+#define TICK_MS 1000
 
 static const char usage[] =
     "usage: sonded [options]\n"
@@ -42,6 +46,8 @@ static const char usage[] =
     "  --heartbeat-s N         agents' heartbeat interval, 1..3600 s (default 10)\n"
     "  --max-upload-mb N       largest compressed profile upload, 1..1024 MiB (default 32)\n"
     "  --max-profile-mb N      largest decompressed profile, 1..4096 MiB (default 64)\n"
+    "  --task-minute-ms N      length of a task minute, 100..60000 ms (default 60000);\n"
+    "                          for tests only: shortens active profiling tasks\n"
     "  --help                  this text\n"
     "  --version               print the version\n"
     "environment: SONDE_ADMIN_TOKEN  the admin token to create on first start\n";
@@ -122,6 +128,7 @@ static const struct int_option {
     {"--heartbeat-s", 1, 3600, offsetof(struct server_config, heartbeat_s), 0},
     {"--max-upload-mb", 1, 1024, offsetof(struct server_config, max_upload), 1},
     {"--max-profile-mb", 1, 4096, offsetof(struct server_config, max_profile), 1},
+    {"--task-minute-ms", 100, 60000, offsetof(struct server_config, task_minute_ms), 0},
 };
 
 static const struct int_option *int_option(const char *name)
@@ -235,40 +242,66 @@ static int make_data_dir(const char *dir)
 }
 
 /* ------------------------------------------------------------------ */
-/* Retention                                                           */
+/* Background: retention and task expiry                               */
 
-struct retention {
+struct background {
     struct server *srv;
     pthread_mutex_t lock;
     pthread_cond_t wake;
     int quit;
 };
 
-/* Purges at start and every hour until told to quit. */
-static void *retention_main(void *arg)
+static void purge(struct server *srv)
 {
-    struct retention *r = arg;
-    pthread_mutex_lock(&r->lock);
-    while (!r->quit) {
-        pthread_mutex_unlock(&r->lock);
-        int64_t before = wall_ms() - (int64_t)r->srv->cfg.retention_days * 86400 * 1000;
-        int64_t deleted = 0;
-        int rc = store_retention_purge(r->srv->store, before, &deleted);
-        if (rc < 0)
-            fprintf(stderr, "sonded: retention: %s\n", store_errmsg(r->srv->store));
-        else if (deleted > 0)
-            fprintf(stderr, "sonded: retention: deleted %" PRId64 " session(s) older than %d days\n",
-                    deleted, r->srv->cfg.retention_days);
-        pthread_mutex_lock(&r->lock);
-        /* CLOCK_REALTIME is fine here: an hour give or take a clock step
-         * does not matter for a purge. */
+    int64_t before = wall_ms() - (int64_t)srv->cfg.retention_days * 86400 * 1000;
+    int64_t deleted = 0;
+    int rc = store_retention_purge(srv->store, before, &deleted);
+    if (rc < 0)
+        fprintf(stderr, "sonded: retention: %s\n", store_errmsg(srv->store));
+    else if (deleted > 0)
+        fprintf(stderr, "sonded: retention: deleted %" PRId64 " session(s) older than %d days\n",
+                deleted, srv->cfg.retention_days);
+}
+
+/* Tasks whose end passed expire (requests expire them too, lazily); the
+ * polls are woken so that agents stop watching them. */
+static void expire(struct server *srv)
+{
+    int64_t n = 0;
+    if (store_task_expire(srv->store, wall_ms(), &n) < 0)
+        fprintf(stderr, "sonded: task expiry: %s\n", store_errmsg(srv->store));
+    else if (n > 0)
+        server_notify(srv);
+}
+
+/* Purges at start and every hour, expires tasks every TICK_MS, until
+ * told to quit. */
+static void *background_main(void *arg)
+{
+    struct background *b = arg;
+    int purged = 0;
+    int64_t last_purge = 0;
+    pthread_mutex_lock(&b->lock);
+    while (!b->quit) {
+        pthread_mutex_unlock(&b->lock);
+        int64_t now = wall_ms();
+        /* A clock stepped back counts as time for a purge, too. */
+        if (!purged || now - last_purge >= RETENTION_PERIOD_MS || now < last_purge) {
+            purge(b->srv);
+            purged = 1;
+            last_purge = now;
+        }
+        expire(b->srv);
+        pthread_mutex_lock(&b->lock);
+        /* CLOCK_REALTIME is fine here: a tick give or take a clock step
+         * does not matter (requests expire tasks on their own too). */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += RETENTION_PERIOD_MS / 1000;
-        while (!r->quit && pthread_cond_timedwait(&r->wake, &r->lock, &ts) != ETIMEDOUT)
+        ts.tv_sec += TICK_MS / 1000;
+        while (!b->quit && pthread_cond_timedwait(&b->wake, &b->lock, &ts) != ETIMEDOUT)
             ;
     }
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&b->lock);
     return NULL;
 }
 
@@ -287,6 +320,7 @@ int main(int argc, char **argv)
     cfg->max_json_body = 1u << 20;
     cfg->max_upload = 32u << 20;
     cfg->max_profile = 64u << 20;
+    cfg->task_minute_ms = 60000;
 
     int rc = parse_args(argc, argv, cfg);
     if (rc != 0)
@@ -336,29 +370,32 @@ int main(int argc, char **argv)
            v6 ? "]" : "", srv.port);
     fflush(stdout);
 
-    struct retention ret = {.srv = &srv};
-    pthread_mutex_init(&ret.lock, NULL);
-    pthread_cond_init(&ret.wake, NULL);
-    pthread_t ret_thread;
-    int ret_started = pthread_create(&ret_thread, NULL, retention_main, &ret) == 0;
-    if (!ret_started)
-        fprintf(stderr, "sonded: cannot start the retention thread; no purges this run\n");
+    struct background bg = {.srv = &srv};
+    pthread_mutex_init(&bg.lock, NULL);
+    pthread_cond_init(&bg.wake, NULL);
+    pthread_t bg_thread;
+    int bg_started = pthread_create(&bg_thread, NULL, background_main, &bg) == 0;
+    if (!bg_started)
+        fprintf(stderr, "sonded: cannot start the background thread; no purges this run, "
+                        "tasks expire only when requests look at them\n");
 
     int sig = 0;
     while (sigwait(&stopset, &sig) != 0)
         ;
     fprintf(stderr, "sonded: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
 
-    http_stop(&srv);
-    if (ret_started) {
-        pthread_mutex_lock(&ret.lock);
-        ret.quit = 1;
-        pthread_cond_signal(&ret.wake);
-        pthread_mutex_unlock(&ret.lock);
-        pthread_join(ret_thread, NULL);
+    /* The background thread calls server_notify(), which needs the HTTP
+     * layer: it stops first. */
+    if (bg_started) {
+        pthread_mutex_lock(&bg.lock);
+        bg.quit = 1;
+        pthread_cond_signal(&bg.wake);
+        pthread_mutex_unlock(&bg.lock);
+        pthread_join(bg_thread, NULL);
     }
-    pthread_cond_destroy(&ret.wake);
-    pthread_mutex_destroy(&ret.lock);
+    pthread_cond_destroy(&bg.wake);
+    pthread_mutex_destroy(&bg.lock);
+    http_stop(&srv);
     store_close(srv.store);
     fprintf(stderr, "sonded: stopped\n");
     return 0;

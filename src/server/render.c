@@ -1,6 +1,6 @@
 /*
  * render.c — stored objects as the API shows them (api.h, "render.c"):
- * agents, sessions, Profile Now requests and tokens.  One rendering per
+ * agents, sessions, Profile Now requests, tokens, tasks and captures.  One rendering per
  * object, shared by the people's API and the agent protocol, so both
  * show the same thing the same way.
  *
@@ -94,4 +94,40 @@ json_t *api_token_json(const struct store_token *t)
     return json_pack("{s:I,s:s,s:s,s:I,s:o,s:o}", "id", (json_int_t)t->id, "name", t->name,
                      "role", t->role, "created_ms", (json_int_t)t->created_ms, "last_used_ms",
                      opt_int(t->last_used_ms), "revoked_ms", opt_int(t->revoked_ms));
+}
+
+json_t *api_task_json(const struct store_task *t)
+{
+    json_t *creator = json_pack("{s:o,s:s}", "token_id", opt_int(t->token_id), "name",
+                                t->creator);
+    return json_pack("{s:I,s:s,s:s,s:I,s:I,s:I,s:I,s:s,s:o,s:I,s:o,s:I,s:o,s:I}", "id",
+                     (json_int_t)t->id, "app", t->app, "interface", t->interface,
+                     "duration_min", (json_int_t)t->duration_min, "threshold_ms",
+                     (json_int_t)t->threshold_ms, "frequency_ms", (json_int_t)t->frequency_ms,
+                     "max_samples", (json_int_t)t->max_samples, "state", t->state, "creator",
+                     creator, "created_ms", (json_int_t)t->created_ms, "started_ms",
+                     opt_int(t->started_ms), "ends_ms", (json_int_t)t->ends_ms, "ended_ms",
+                     opt_int(t->ended_ms), "captures", (json_int_t)t->captures);
+}
+
+json_t *api_task_agent_json(const struct store_task_agent *a)
+{
+    return json_pack("{s:I,s:s,s:I,s:o,s:o,s:o,s:I}", "agent_id", (json_int_t)a->agent_id,
+                     "instance", a->instance, "pid", (json_int_t)a->pid, "delivered_ms",
+                     opt_int(a->delivered_ms), "started_ms", opt_int(a->started_ms),
+                     "stopped_ms", opt_int(a->stopped_ms), "captures", (json_int_t)a->captures);
+}
+
+json_t *api_capture_json(const struct store_capture *c)
+{
+    return json_pack("{s:I,s:I,s:I,s:I,s:s,s:s,s:I,s:s,s:s,s:I,s:o,s:o,s:I,s:I,s:s,s:I,s:I}",
+                     "id", (json_int_t)c->id, "task_id", (json_int_t)c->task_id, "agent_id",
+                     (json_int_t)c->agent_id, "slot", (json_int_t)c->slot, "app", c->app,
+                     "instance", c->instance, "pid", (json_int_t)c->pid, "trace_id",
+                     c->trace_id, "interface", c->interface, "start_ms",
+                     (json_int_t)c->start_ms, "response_code", opt_int(c->response_code),
+                     "peer", c->peer[0] ? json_string(c->peer) : json_null(), "total_ms",
+                     (json_int_t)c->total_ms, "snapshots", (json_int_t)c->snapshots, "state",
+                     c->state, "profile_bytes", (json_int_t)c->profile_bytes, "created_ms",
+                     (json_int_t)c->created_ms);
 }

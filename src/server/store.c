@@ -275,3 +275,113 @@ int store_token_count(struct store *st, const char *role, int64_t *n)
 {
     DISPATCH(token_count, role, n);
 }
+
+int store_task_create(struct store *st, struct store_task *t)
+{
+    DISPATCH(task_create, t);
+}
+
+int store_task_get(struct store *st, int64_t id, struct store_task *out)
+{
+    DISPATCH(task_get, id, out);
+}
+
+int store_task_list(struct store *st, const struct store_task_filter *f, struct store_task **out,
+                    size_t *n)
+{
+    DISPATCH(task_list, f, out, n);
+}
+
+int store_task_active(struct store *st, const char *app, int64_t now_ms, struct store_task **out,
+                      size_t *n)
+{
+    DISPATCH(task_active, app, now_ms, out, n);
+}
+
+int store_task_cancel(struct store *st, int64_t id, int64_t now_ms, const char *who)
+{
+    DISPATCH(task_cancel, id, now_ms, who);
+}
+
+int store_task_expire(struct store *st, int64_t now_ms, int64_t *n)
+{
+    DISPATCH(task_expire, now_ms, n);
+}
+
+int store_task_version(struct store *st, int64_t *version)
+{
+    DISPATCH(task_version, version);
+}
+
+int store_task_deliver(struct store *st, int64_t task_id, int64_t agent_id, int64_t now_ms)
+{
+    DISPATCH(task_deliver, task_id, agent_id, now_ms);
+}
+
+int store_task_agent_event(struct store *st, int64_t task_id, int64_t agent_id, const char *event,
+                           const char *message, int64_t now_ms)
+{
+    DISPATCH(task_agent_event, task_id, agent_id, event, message, now_ms);
+}
+
+int store_task_agents(struct store *st, int64_t task_id, struct store_task_agent **out,
+                      size_t *n)
+{
+    DISPATCH(task_agents, task_id, out, n);
+}
+
+int store_task_log_add(struct store *st, int64_t task_id, int64_t agent_id, const char *event,
+                       const char *message, int64_t ts_ms)
+{
+    DISPATCH(task_log_add, task_id, agent_id, event, message, ts_ms);
+}
+
+int store_task_logs(struct store *st, int64_t task_id, struct store_task_log **out, size_t *n)
+{
+    DISPATCH(task_logs, task_id, out, n);
+}
+
+int store_capture_claim(struct store *st, struct store_capture *c, int64_t now_ms,
+                        char *task_state)
+{
+    DISPATCH(capture_claim, c, now_ms, task_state);
+}
+
+int store_capture_profile_put(struct store *st, int64_t id, const void *pprof, size_t pprof_len,
+                              const void *tree, size_t tree_len, int64_t snapshots,
+                              int64_t now_ms)
+{
+    DISPATCH(capture_profile_put, id, pprof, pprof_len, tree, tree_len, snapshots, now_ms);
+}
+
+int store_capture_get(struct store *st, int64_t id, struct store_capture *out)
+{
+    DISPATCH(capture_get, id, out);
+}
+
+int store_capture_list(struct store *st, int64_t task_id, struct store_capture **out, size_t *n)
+{
+    DISPATCH(capture_list, task_id, out, n);
+}
+
+int store_capture_profile_get(struct store *st, int64_t id, void **buf, size_t *len)
+{
+    DISPATCH(capture_profile_get, id, buf, len);
+}
+
+int store_capture_tree_get(struct store *st, int64_t id, void **buf, size_t *len)
+{
+    DISPATCH(capture_tree_get, id, buf, len);
+}
+
+int store_capture_by_trace(struct store *st, const char *trace_id, struct store_capture **out,
+                           size_t *n)
+{
+    DISPATCH(capture_by_trace, trace_id, out, n);
+}
+
+int store_trace_sessions(struct store *st, const char *trace_id, struct store_trace_span **out,
+                         size_t *n)
+{
+    DISPATCH(trace_sessions, trace_id, out, n);
+}

@@ -1,11 +1,12 @@
 /*
  * store_sqlite.c — the SQLite implementation of store.h: one database
  * file holding agents, sessions, their profiles, Profile Now requests,
- * settings and access tokens.  This file holds the machinery: the
- * connections, the reader pool, transactions, binding values and running
- * statements, the consistency check, migrations at open, and the table
- * of operations, which live by area in store_sqlite_sessions.c,
- * store_sqlite_settings.c and store_sqlite_tokens.c; the SQL is in
+ * settings, access tokens, and active profiling's tasks and captures.
+ * This file holds the machinery: the connections, the reader pool,
+ * transactions, binding values and running statements, the consistency
+ * check, migrations at open, and the table of operations, which live by
+ * area in store_sqlite_sessions.c, store_sqlite_settings.c,
+ * store_sqlite_tokens.c and store_sqlite_tasks.c; the SQL is in
  * store_sqlite_sql.c (store_sqlite_internal.h lists them).
  *
  * Durability.  The file runs in WAL mode with synchronous=NORMAL: a
@@ -810,4 +811,24 @@ static const struct store_ops sqlite_ops = {
     .token_revoke = sq_token_revoke,
     .token_touch = sq_token_touch,
     .token_count = sq_token_count,
+    .task_create = sq_task_create,
+    .task_get = sq_task_get,
+    .task_list = sq_task_list,
+    .task_active = sq_task_active,
+    .task_cancel = sq_task_cancel,
+    .task_expire = sq_task_expire,
+    .task_version = sq_task_version,
+    .task_deliver = sq_task_deliver,
+    .task_agent_event = sq_task_agent_event,
+    .task_agents = sq_task_agents,
+    .task_log_add = sq_task_log_add,
+    .task_logs = sq_task_logs,
+    .capture_claim = sq_capture_claim,
+    .capture_profile_put = sq_capture_profile_put,
+    .capture_get = sq_capture_get,
+    .capture_list = sq_capture_list,
+    .capture_profile_get = sq_capture_profile_get,
+    .capture_tree_get = sq_capture_tree_get,
+    .capture_by_trace = sq_capture_by_trace,
+    .trace_sessions = sq_trace_sessions,
 };

@@ -2,16 +2,19 @@
  * store_sqlite_internal.h — what the SQLite store's files share beyond
  * store.h; included only by src/server/store_sqlite*.c.
  *
- * The SQLite implementation of store.h is five files:
+ * The SQLite implementation of store.h is six files:
  *   store_sqlite.c           connections, the reader pool, transactions,
  *                            binding and running statements, check,
  *                            open/close and the ops table (the design is
  *                            described at its top)
  *   store_sqlite_sql.c       every SQL text: migrations, the fixed
  *                            statements, the filtered queries
- *   store_sqlite_sessions.c  agents, sessions, profiles, retention
+ *   store_sqlite_sessions.c  agents, sessions, profiles and their trace
+ *                            spans, retention
  *   store_sqlite_settings.c  Profile Now requests and settings
  *   store_sqlite_tokens.c    access tokens
+ *   store_sqlite_tasks.c     active profiling: tasks, their agents and
+ *                            log, captures
  *
  * An operation is a few lines over the helpers below: check the caller's
  * values, then one sq_write*() (one statement, one transaction), or
@@ -80,19 +83,61 @@ enum stmt_id {
     S_TOKEN_TOUCH,
     S_TOKEN_COUNT_ROLE,
     S_TOKEN_COUNT_ALL,
+    S_TASK_INSERT,
+    S_TASK_GET,
+    S_TASK_ACTIVE,
+    S_TASK_CANCEL,
+    S_TASK_DUE,
+    S_TASK_DUE_LIST,
+    S_TASK_EXPIRE,
+    S_TASK_START,
+    S_TASK_TAKE_SLOT,
+    S_TASK_VERSION_BUMP,
+    S_TASK_VERSION,
+    S_TASK_EXISTS,
+    S_TASK_AGENT_WHO,
+    S_TASK_AGENT_INSERT,
+    S_TASK_AGENT_ENSURE,
+    S_TASK_AGENT_START,
+    S_TASK_AGENT_STOP,
+    S_TASK_AGENT_CAPTURE,
+    S_TASK_AGENTS,
+    S_TASK_LOG_INSERT,
+    S_TASK_LOGS,
+    S_CAPTURE_INSERT,
+    S_CAPTURE_MARK,
+    S_CAPTURE_PROFILE_INSERT,
+    S_CAPTURE_GET,
+    S_CAPTURE_EXISTS,
+    S_CAPTURE_LIST,
+    S_CAPTURE_PROFILE_GET,
+    S_CAPTURE_TREE_GET,
+    S_CAPTURE_BY_TRACE,
+    S_TRACE_SPAN_UPSERT,
+    S_TRACE_SESSIONS,
+    S_PURGE_TASKS,
     S_COUNT
 };
 
 /* Filtered queries: the SQL depends on which filter fields are set. */
-enum filtered_kind { F_SESSION_LIST, F_SESSION_COUNT, F_TREE, F_PPROF, F_AGENT_LIST, F_COUNT };
+enum filtered_kind {
+    F_SESSION_LIST,
+    F_SESSION_COUNT,
+    F_TREE,
+    F_PPROF,
+    F_AGENT_LIST,
+    F_TASK_LIST,
+    F_COUNT
+};
 
 /* Filter fields present, and the placeholder each one binds. */
 enum {
     FM_APP = 1,          /* ?1 */
     FM_INSTANCE = 2,     /* ?2 */
     FM_TRIGGERED = 4,    /* ?3 */
-    FM_FROM = 8,         /* ?4 (agents: last_seen_ms >= ?4) */
-    FM_TO = 16,          /* ?5 */
+    FM_STATE = 4,        /* ?3, tasks' (they have no triggered_by) */
+    FM_FROM = 8,         /* ?4 (agents: last_seen_ms >= ?4; tasks: end >= ?4) */
+    FM_TO = 16,          /* ?5 (tasks: created_ms < ?5) */
     FM_WITH_PROFILE = 32,
     FM_COMBOS = 64
 };
@@ -310,6 +355,7 @@ __typeof__(store_tree_get) sq_tree_get;
 __typeof__(store_tree_foreach) sq_tree_foreach;
 __typeof__(store_pprof_foreach) sq_pprof_foreach;
 __typeof__(store_retention_purge) sq_retention_purge;
+__typeof__(store_trace_sessions) sq_trace_sessions;
 
 /* store_sqlite_settings.c */
 __typeof__(store_profile_now_create) sq_profile_now_create;
@@ -329,5 +375,31 @@ __typeof__(store_token_list) sq_token_list;
 __typeof__(store_token_revoke) sq_token_revoke;
 __typeof__(store_token_touch) sq_token_touch;
 __typeof__(store_token_count) sq_token_count;
+
+/* store_sqlite_tasks.c */
+__typeof__(store_task_create) sq_task_create;
+__typeof__(store_task_get) sq_task_get;
+__typeof__(store_task_list) sq_task_list;
+__typeof__(store_task_active) sq_task_active;
+__typeof__(store_task_cancel) sq_task_cancel;
+__typeof__(store_task_expire) sq_task_expire;
+__typeof__(store_task_version) sq_task_version;
+__typeof__(store_task_deliver) sq_task_deliver;
+__typeof__(store_task_agent_event) sq_task_agent_event;
+__typeof__(store_task_agents) sq_task_agents;
+__typeof__(store_task_log_add) sq_task_log_add;
+__typeof__(store_task_logs) sq_task_logs;
+__typeof__(store_capture_claim) sq_capture_claim;
+__typeof__(store_capture_profile_put) sq_capture_profile_put;
+__typeof__(store_capture_get) sq_capture_get;
+__typeof__(store_capture_list) sq_capture_list;
+__typeof__(store_capture_profile_get) sq_capture_profile_get;
+__typeof__(store_capture_tree_get) sq_capture_tree_get;
+__typeof__(store_capture_by_trace) sq_capture_by_trace;
+/* A trace id to look up: 1..STORE_TRACE_MAX-1 bytes, else -EINVAL. */
+int sq_trace_id_ok(const char *trace_id);
+/* One batch of retention's task purge on c (inside a write
+ * transaction): *n = tasks deleted. */
+int sq_purge_tasks(struct conn *c, int64_t before_ms, int64_t batch, int64_t *n);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * store_sqlite_sessions.c — the SQLite store's agents, sessions and
- * profiles (store.h): what agents report, the lists people filter, the
- * flame-tree walks that views merge, and retention.  The machinery it
+ * profiles with their trace spans (store.h): what agents report, the
+ * lists people filter, the flame-tree walks that views merge, and
+ * retention.  The machinery it
  * runs on (connections, transactions, binding) is store_sqlite.c's, the
  * SQL store_sqlite_sql.c's.
  *
@@ -12,7 +13,9 @@
  * Retention deletes in batches of PURGE_BATCH sessions, one transaction
  * each, releasing the write lock in between so that uploads go on during
  * a large purge: a purge that fails part-way leaves a consistent store
- * with the oldest sessions gone (re-running it finishes the job).
+ * with the oldest sessions gone (re-running it finishes the job).  The
+ * sessions' trace spans go with them (ON DELETE CASCADE); then the ended
+ * tasks, likewise in batches (store_sqlite_tasks.c's sq_purge_tasks).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -27,6 +30,8 @@
 #define FOREACH_LIMIT_MAX 100000
 #define SAMPLE_TYPES_MAX 4096 /* "samples/count,cpu/nanoseconds" */
 #define PURGE_BATCH 500
+#define PURGE_TASK_BATCH 20
+#define TRACE_SESSIONS_MAX 10000
 
 /* ------------------------------------------------------------------ */
 /* Agents                                                              */
@@ -288,6 +293,74 @@ int sq_session_list(struct store *st, const struct store_session_filter *f,
 }
 
 /* ------------------------------------------------------------------ */
+/* Trace spans: the traces of a profile, stored with it                */
+
+/* The columns of S_TRACE_SESSIONS (store_sqlite_sql.c). */
+#define COL(type, member) SQ_COL(struct store_trace_span, type, member)
+static const struct sq_col trace_span_cols[] = {
+    COL(I64, session_id),
+    COL(TXT, trace_id),
+    COL(TXT, interface),
+    COL(I64, samples),
+};
+#undef COL
+
+static int row_trace_span(struct conn *c, sqlite3_stmt *q, void *out)
+{
+    return sq_row_read(c, q, trace_span_cols, SQ_COUNT(trace_span_cols),
+                       sizeof(struct store_trace_span), out);
+}
+
+static int trace_spans_ok(const struct store_profile *p)
+{
+    if (p->ntraces && !p->traces)
+        return store_set_error(-EINVAL, "no trace spans");
+    for (size_t i = 0; i < p->ntraces; i++) {
+        const struct store_trace_span *x = &p->traces[i];
+        int rc = sq_text_ok(x->trace_id, sizeof x->trace_id, "trace span trace_id");
+        if (!rc)
+            rc = sq_text_ok(x->interface, sizeof x->interface, "trace span interface");
+        if (rc)
+            return rc;
+        if (!x->trace_id[0])
+            return store_set_error(-EINVAL, "trace span %zu has no trace_id", i);
+        if (x->samples < 0)
+            return store_set_error(-EINVAL, "trace span %zu has a negative sample count", i);
+    }
+    return 0;
+}
+
+static int trace_spans_put(struct conn *c, const struct store_profile *p)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < p->ntraces; i++)
+        rc = sq_run(c, S_TRACE_SPAN_UPSERT,
+                    SQ_ARGS(A_I64(p->session_id), A_TXT(p->traces[i].trace_id),
+                            A_TXT(p->traces[i].interface), A_I64(p->traces[i].samples)),
+                    "storing a trace span", NULL);
+    return rc;
+}
+
+int sq_trace_sessions(struct store *st, const char *trace_id, struct store_trace_span **out,
+                      size_t *n)
+{
+    if (!out || !n)
+        return store_set_error(-EINVAL, "no output for the trace's sessions");
+    *out = NULL;
+    *n = 0;
+    int rc = sq_trace_id_ok(trace_id);
+    if (rc)
+        return rc;
+    void *rows = NULL;
+    rc = sq_read_rows(sq_impl(st), S_TRACE_SESSIONS,
+                      SQ_ARGS(A_TXT(trace_id), A_I64(TRACE_SESSIONS_MAX)),
+                      "finding a trace's sessions",
+                      row_trace_span, sizeof **out, &rows, n);
+    *out = rows;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
 /* Profiles                                                            */
 
 int sq_profile_put(struct store *st, const struct store_profile *p)
@@ -302,7 +375,10 @@ int sq_profile_put(struct store *st, const struct store_profile *p)
     const char *types = p->sample_types ? p->sample_types : "";
     if (strnlen(types, SAMPLE_TYPES_MAX) >= SAMPLE_TYPES_MAX)
         return store_set_error(-EINVAL, "sample types longer than %d bytes", SAMPLE_TYPES_MAX - 1);
-    int rc = sq_write_begin(s);
+    int rc = trace_spans_ok(p);
+    if (rc)
+        return rc;
+    rc = sq_write_begin(s);
     if (rc < 0)
         return rc;
     /* The session first, then the profile: see the top of the file. */
@@ -320,6 +396,8 @@ int sq_profile_put(struct store *st, const struct store_profile *p)
             rc = store_set_error(-EEXIST, "session %" PRId64 " already has a profile",
                                  p->session_id);
     }
+    if (rc == 0) /* its traces, for store_trace_sessions */
+        rc = trace_spans_put(s->writer, p);
     return sq_write_end(s, rc);
 }
 
@@ -446,6 +524,16 @@ int sq_retention_purge(struct store *st, int64_t before_ms, int64_t *deleted)
             break;
         total += n;
         if (n < PURGE_BATCH)
+            break;
+    }
+    /* Then the tasks that ended before, in smaller batches: each takes
+     * its log and up to max_samples captures with their snapshots. */
+    while (rc == 0) {
+        int64_t n = 0;
+        if ((rc = sq_write_begin(s)) < 0)
+            break;
+        rc = sq_write_end(s, sq_purge_tasks(s->writer, before_ms, PURGE_TASK_BATCH, &n));
+        if (n < PURGE_TASK_BATCH)
             break;
     }
     if (deleted)

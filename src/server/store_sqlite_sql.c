@@ -111,6 +111,86 @@ const char *const sq_migrations[] = {
     "  revoked_ms BIGINT NOT NULL DEFAULT 0);",
     /* 2: the agents' count of profiles they dropped (heartbeat). */
     "ALTER TABLE agents ADD COLUMN dropped_uploads BIGINT NOT NULL DEFAULT 0;",
+    /* 3: active profiling (issue 6): tasks, each agent's part in them,
+     * their log, the captures with their snapshots, and the trace spans
+     * of session profiles.  agent_id is no foreign key (retention drops
+     * agents on their own clock); the agent's instance and pid are
+     * copied into task_agents and captures when the row is made, so they
+     * outlive the agent's row (an agent never changes them). */
+    "CREATE TABLE tasks ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  app TEXT NOT NULL,"
+    "  interface TEXT NOT NULL,"
+    "  duration_min BIGINT NOT NULL,"
+    "  threshold_ms BIGINT NOT NULL,"
+    "  frequency_ms BIGINT NOT NULL,"
+    "  max_samples BIGINT NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  token_id BIGINT NOT NULL DEFAULT 0,"
+    "  creator TEXT NOT NULL,"
+    "  created_ms BIGINT NOT NULL,"
+    "  started_ms BIGINT NOT NULL DEFAULT 0,"
+    "  ends_ms BIGINT NOT NULL,"
+    "  ended_ms BIGINT NOT NULL DEFAULT 0,"
+    "  captures BIGINT NOT NULL DEFAULT 0);"
+    "CREATE INDEX tasks_created ON tasks (created_ms);"
+    "CREATE INDEX tasks_app_state ON tasks (app, state, created_ms);"
+    "CREATE INDEX tasks_state_ends ON tasks (state, ends_ms);"
+    "CREATE TABLE task_version (version BIGINT NOT NULL);"
+    "INSERT INTO task_version (version) VALUES (0);"
+    "CREATE TABLE task_agents ("
+    "  task_id BIGINT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,"
+    "  agent_id BIGINT NOT NULL,"
+    "  instance TEXT NOT NULL,"
+    "  pid BIGINT NOT NULL,"
+    "  delivered_ms BIGINT NOT NULL,"
+    "  started_ms BIGINT NOT NULL DEFAULT 0,"
+    "  stopped_ms BIGINT NOT NULL DEFAULT 0,"
+    "  captures BIGINT NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (task_id, agent_id));"
+    "CREATE TABLE task_logs ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  task_id BIGINT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,"
+    "  ts_ms BIGINT NOT NULL,"
+    "  event TEXT NOT NULL,"
+    "  agent_id BIGINT NOT NULL,"
+    "  message TEXT NOT NULL);"
+    "CREATE INDEX task_logs_task ON task_logs (task_id, ts_ms, id);"
+    /* UNIQUE (task_id, slot): the limit is also the schema's. */
+    "CREATE TABLE captures ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  task_id BIGINT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,"
+    "  agent_id BIGINT NOT NULL,"
+    "  slot BIGINT NOT NULL,"
+    "  app TEXT NOT NULL,"
+    "  instance TEXT NOT NULL,"
+    "  pid BIGINT NOT NULL,"
+    "  trace_id TEXT NOT NULL,"
+    "  interface TEXT NOT NULL,"
+    "  start_ms BIGINT NOT NULL,"
+    "  response_code BIGINT NOT NULL,"
+    "  peer TEXT NOT NULL,"
+    "  total_ms BIGINT NOT NULL,"
+    "  snapshots BIGINT NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  profile_bytes BIGINT NOT NULL DEFAULT 0,"
+    "  created_ms BIGINT NOT NULL,"
+    "  UNIQUE (task_id, slot));"
+    "CREATE INDEX captures_trace ON captures (trace_id, created_ms);"
+    /* As profiles: tree before pprof. */
+    "CREATE TABLE capture_profiles ("
+    "  capture_id INTEGER PRIMARY KEY REFERENCES captures (id) ON DELETE CASCADE,"
+    "  bytes BIGINT NOT NULL,"
+    "  created_ms BIGINT NOT NULL,"
+    "  tree BLOB NOT NULL,"
+    "  pprof BLOB NOT NULL);"
+    "CREATE TABLE trace_spans ("
+    "  session_id BIGINT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,"
+    "  trace_id TEXT NOT NULL,"
+    "  interface TEXT NOT NULL,"
+    "  samples BIGINT NOT NULL,"
+    "  PRIMARY KEY (session_id, trace_id, interface));"
+    "CREATE INDEX trace_spans_trace ON trace_spans (trace_id);",
 };
 const size_t sq_migrations_n = sizeof sq_migrations / sizeof sq_migrations[0];
 
@@ -126,6 +206,21 @@ const size_t sq_migrations_n = sizeof sq_migrations / sizeof sq_migrations[0];
     "s.profile_bytes, s.created_ms, s.updated_ms"
 #define TOKEN_COLS "t.id, t.name, t.role, t.hash, t.created_ms, t.last_used_ms, t.revoked_ms"
 #define PN_COLS "r.id, r.app, r.duration_s, r.created_ms, r.token_id"
+#define TASK_COLS                                                                                  \
+    "k.id, k.app, k.interface, k.duration_min, k.threshold_ms, k.frequency_ms, k.max_samples, "    \
+    "k.state, k.token_id, k.creator, k.created_ms, k.started_ms, k.ends_ms, k.ended_ms, "          \
+    "k.captures"
+#define TASK_AGENT_COLS                                                                            \
+    "g.task_id, g.agent_id, g.instance, g.pid, g.delivered_ms, g.started_ms, g.stopped_ms, "       \
+    "g.captures"
+#define TASK_LOG_COLS "l.id, l.task_id, l.ts_ms, l.event, l.agent_id, l.message"
+#define CAPTURE_COLS                                                                               \
+    "c.id, c.task_id, c.agent_id, c.slot, c.app, c.instance, c.pid, c.trace_id, c.interface, "     \
+    "c.start_ms, c.response_code, c.peer, c.total_ms, c.snapshots, c.state, c.profile_bytes, "     \
+    "c.created_ms"
+/* A task's end for retention and the list's overlap: when it ended, or
+ * while running when it is planned to. */
+#define TASK_END "(CASE WHEN k.ended_ms <> 0 THEN k.ended_ms ELSE k.ends_ms END)"
 
 const char *const sq_stmt_sql[S_COUNT] = {
     [S_BEGIN_WRITE] = "BEGIN IMMEDIATE",
@@ -191,6 +286,86 @@ const char *const sq_stmt_sql[S_COUNT] = {
     [S_TOKEN_TOUCH] = "UPDATE tokens SET last_used_ms = ?2 WHERE id = ?1 AND last_used_ms < ?3",
     [S_TOKEN_COUNT_ROLE] = "SELECT COUNT(*) FROM tokens WHERE revoked_ms = 0 AND role = ?1",
     [S_TOKEN_COUNT_ALL] = "SELECT COUNT(*) FROM tokens WHERE revoked_ms = 0",
+    [S_TASK_INSERT] = "INSERT INTO tasks (app, interface, duration_min, threshold_ms, "
+                      "frequency_ms, max_samples, state, token_id, creator, created_ms, "
+                      "started_ms, ends_ms, ended_ms, captures) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9, 0, ?10, 0, 0) "
+                      "RETURNING id",
+    [S_TASK_GET] = "SELECT " TASK_COLS " FROM tasks k WHERE k.id = ?1",
+    [S_TASK_ACTIVE] = "SELECT " TASK_COLS " FROM tasks k WHERE k.app = ?1 "
+                      "AND k.state = 'running' AND k.ends_ms > ?2 "
+                      "ORDER BY k.created_ms, k.id LIMIT ?3",
+    [S_TASK_CANCEL] = "UPDATE tasks SET state = 'cancelled', ended_ms = ?2 "
+                      "WHERE id = ?1 AND state = 'running'",
+    /* Expiry: whether any is due (on a reader, so that the frequent
+     * calls that find none never take the write lock), which, and each
+     * one's change. */
+    [S_TASK_DUE] = "SELECT 1 FROM tasks WHERE state = 'running' AND ends_ms <= ?1 LIMIT 1",
+    [S_TASK_DUE_LIST] = "SELECT " TASK_COLS " FROM tasks k WHERE k.state = 'running' "
+                        "AND k.ends_ms <= ?1 ORDER BY k.ends_ms, k.id LIMIT ?2",
+    [S_TASK_EXPIRE] = "UPDATE tasks SET state = 'expired', ended_ms = ends_ms "
+                      "WHERE id = ?1 AND state = 'running'",
+    [S_TASK_START] = "UPDATE tasks SET started_ms = ?2 WHERE id = ?1 AND started_ms = 0",
+    [S_TASK_TAKE_SLOT] = "UPDATE tasks SET captures = captures + 1, "
+                         "state = CASE WHEN captures + 1 >= max_samples "
+                         "THEN 'limit-reached' ELSE state END, "
+                         "ended_ms = CASE WHEN captures + 1 >= max_samples "
+                         "THEN ?2 ELSE ended_ms END "
+                         "WHERE id = ?1 AND state = 'running' AND captures < max_samples",
+    [S_TASK_VERSION_BUMP] = "UPDATE task_version SET version = version + 1",
+    [S_TASK_VERSION] = "SELECT version FROM task_version",
+    [S_TASK_EXISTS] = "SELECT 1 FROM tasks WHERE id = ?1",
+    /* What a task's log and captures say of an agent. */
+    [S_TASK_AGENT_WHO] = "SELECT instance, pid, app FROM agents WHERE id = ?1",
+    [S_TASK_AGENT_INSERT] = "INSERT INTO task_agents (task_id, agent_id, instance, pid, "
+                            "delivered_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_TASK_AGENT_ENSURE] = "INSERT INTO task_agents (task_id, agent_id, instance, pid, "
+                            "delivered_ms) VALUES (?1, ?2, ?3, ?4, ?5) "
+                            "ON CONFLICT (task_id, agent_id) DO NOTHING",
+    [S_TASK_AGENT_START] = "UPDATE task_agents SET started_ms = ?3 "
+                           "WHERE task_id = ?1 AND agent_id = ?2 AND started_ms = 0",
+    [S_TASK_AGENT_STOP] = "UPDATE task_agents SET stopped_ms = ?3 "
+                          "WHERE task_id = ?1 AND agent_id = ?2",
+    [S_TASK_AGENT_CAPTURE] = "UPDATE task_agents SET captures = captures + 1 "
+                             "WHERE task_id = ?1 AND agent_id = ?2",
+    [S_TASK_AGENTS] = "SELECT " TASK_AGENT_COLS " FROM task_agents g WHERE g.task_id = ?1 "
+                      "ORDER BY g.delivered_ms, g.agent_id LIMIT ?2",
+    [S_TASK_LOG_INSERT] = "INSERT INTO task_logs (task_id, ts_ms, event, agent_id, message) "
+                          "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_TASK_LOGS] = "SELECT " TASK_LOG_COLS " FROM task_logs l WHERE l.task_id = ?1 "
+                    "ORDER BY l.ts_ms, l.id LIMIT ?2",
+    [S_CAPTURE_INSERT] = "INSERT INTO captures (task_id, agent_id, slot, app, instance, pid, "
+                         "trace_id, interface, start_ms, response_code, peer, total_ms, "
+                         "snapshots, state, profile_bytes, created_ms) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
+                         "'uploading', 0, ?14) RETURNING id",
+    /* The capture half of a snapshots upload; a second is caught by
+     * capture_profiles' primary key right after. */
+    [S_CAPTURE_MARK] = "UPDATE captures SET snapshots = ?2, profile_bytes = ?3, "
+                       "state = 'complete' WHERE id = ?1",
+    [S_CAPTURE_PROFILE_INSERT] = "INSERT INTO capture_profiles (capture_id, bytes, created_ms, "
+                                 "tree, pprof) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_CAPTURE_GET] = "SELECT " CAPTURE_COLS " FROM captures c WHERE c.id = ?1",
+    [S_CAPTURE_EXISTS] = "SELECT 1 FROM captures WHERE id = ?1",
+    [S_CAPTURE_LIST] = "SELECT " CAPTURE_COLS " FROM captures c WHERE c.task_id = ?1 "
+                       "ORDER BY c.slot LIMIT ?2",
+    [S_CAPTURE_PROFILE_GET] = "SELECT pprof FROM capture_profiles WHERE capture_id = ?1",
+    [S_CAPTURE_TREE_GET] = "SELECT tree FROM capture_profiles WHERE capture_id = ?1",
+    [S_CAPTURE_BY_TRACE] = "SELECT " CAPTURE_COLS " FROM captures c WHERE c.trace_id = ?1 "
+                           "ORDER BY c.created_ms, c.id LIMIT ?2",
+    /* A profile's traces: a pair named twice in one upload adds up. */
+    [S_TRACE_SPAN_UPSERT] = "INSERT INTO trace_spans (session_id, trace_id, interface, samples) "
+                            "VALUES (?1, ?2, ?3, ?4) "
+                            "ON CONFLICT (session_id, trace_id, interface) "
+                            "DO UPDATE SET samples = trace_spans.samples + excluded.samples",
+    [S_TRACE_SESSIONS] = "SELECT x.session_id, x.trace_id, x.interface, x.samples "
+                         "FROM trace_spans x JOIN sessions s ON s.id = x.session_id "
+                         "WHERE x.trace_id = ?1 ORDER BY s.start_ms, s.id, x.interface "
+                         "LIMIT ?2",
+    /* Tasks in batches, as sessions; their agents, log, captures and the
+     * captures' profiles go by cascade. */
+    [S_PURGE_TASKS] = "DELETE FROM tasks WHERE id IN (SELECT k.id FROM tasks k "
+                      "WHERE " TASK_END " < ?1 ORDER BY k.id LIMIT ?2)",
 };
 
 /* ------------------------------------------------------------------ */
@@ -224,6 +399,8 @@ static const struct {
                  " ORDER BY s.start_ms DESC, s.id DESC LIMIT ?6"},
     [F_AGENT_LIST] = {"SELECT " AGENT_COLS " FROM agents a",
                       " ORDER BY a.registered_ms DESC, a.id DESC LIMIT ?6"},
+    [F_TASK_LIST] = {"SELECT " TASK_COLS " FROM tasks k",
+                     " ORDER BY k.created_ms DESC, k.id DESC LIMIT ?6"},
 };
 
 /* Each field binds a fixed placeholder number (FM_*), so binding does not
@@ -231,8 +408,8 @@ static const struct {
 void sq_filtered_sql(enum filtered_kind kind, unsigned mask, char *buf, size_t cap)
 {
     size_t len = 0;
-    int agent = kind == F_AGENT_LIST;
-    const char *p = agent ? "a." : "s.";
+    int agent = kind == F_AGENT_LIST, task = kind == F_TASK_LIST;
+    const char *p = agent ? "a." : task ? "k." : "s.";
     buf[0] = '\0';
     sql_add(buf, cap, &len, filtered_parts[kind].select);
     const char *glue = strstr(filtered_parts[kind].select, " WHERE ") ? " AND " : " WHERE ";
@@ -247,6 +424,16 @@ void sq_filtered_sql(enum filtered_kind kind, unsigned mask, char *buf, size_t c
     TERM(FM_INSTANCE, "%sinstance = ?2")
     if (agent) {
         TERM(FM_FROM, "%slast_seen_ms >= ?4")
+    } else if (task) {
+        /* Tasks overlapping [from, to): ended (or planned to end) at or
+         * after from, created before to. */
+        TERM(FM_STATE, "%sstate = ?3")
+        if (mask & FM_FROM) {
+            sql_add(buf, cap, &len, glue);
+            sql_add(buf, cap, &len, TASK_END " >= ?4");
+            glue = " AND ";
+        }
+        TERM(FM_TO, "%screated_ms < ?5")
     } else {
         TERM(FM_TRIGGERED, "%striggered_by = ?3")
         TERM(FM_FROM, "%sstart_ms >= ?4")

@@ -231,6 +231,24 @@ int jv_string(struct response *res, json_t *obj, const char *field, size_t maxle
     return 0;
 }
 
+int jv_printable(const char *s, size_t len)
+{
+    return printable_utf8(s, len);
+}
+
+int jv_trace_id_ok(const char *s, size_t len)
+{
+    if (len == 0 || len >= STORE_TRACE_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
 int jv_only(struct response *res, json_t *obj, const char *const *allowed)
 {
     const char *key;

@@ -1702,3 +1702,171 @@ def decode_pprof(data):
         samples.append(DecodedSample(values, frames, labels, nums))
     return DecodedProfile([(s(a), s(b)) for a, b in types], samples,
                           (s(period_type[0]), s(period_type[1])), period, duration)
+
+
+# --------------------------------------------------------------------------
+# Active profiling: tasks, polls, captures (docs/agent-protocol.md §7)
+# --------------------------------------------------------------------------
+#
+#   encode_pprof_labels()  encode_pprof with numeric labels too.
+#   encode_snapshots()     a capture's snapshots pprof, as an agent sends it.
+#   task_body()            a valid POST /api/v1/tasks body, fields overridable.
+#   register_task_agent()  register -> the answer (agent_id, cursor, …).
+#   agent_poll()           one poll (blocking) -> (status, body).
+#   TaskPoller             one poll in a thread (start_task_polls for many).
+#   claim_capture()        POST /api/v1/agent/tasks/{id}/captures -> (status, body).
+
+def encode_pprof_labels(samples, sample_types=(("samples", "count"), ("wall", "nanoseconds")),
+                        period_type=("wall", "nanoseconds"), period=100_000_000, gz=True):
+    """Like encode_pprof, with labels {key: str | int | (int, unit)}: a str
+    is a string label, an int (or (int, unit)) a numeric one.  samples:
+    [(frames root-first, values, labels)].  Returns bytes."""
+    strings, index, funcs = [""], {"": 0}, {}
+
+    def s(x):
+        if x not in index:
+            index[x] = len(strings)
+            strings.append(x)
+        return index[x]
+
+    body = bytearray()
+    for t, u in sample_types:
+        body += pb_field(1, pb_field(1, s(t)) + pb_field(2, s(u)))
+    for frames, values, labels in samples:
+        ids = []
+        for name in reversed(frames):
+            funcs.setdefault(name, len(funcs) + 1)
+            ids.append(funcs[name])
+        msg = pb_packed(1, ids) + pb_packed(2, list(values))
+        for k, v in labels.items():
+            if isinstance(v, str):
+                msg += pb_field(3, pb_field(1, s(k)) + pb_field(2, s(v)))
+            else:
+                num, unit = v if isinstance(v, tuple) else (v, None)
+                lab = pb_field(1, s(k)) + pb_field(3, num)
+                if unit:
+                    lab += pb_field(4, s(unit))
+                msg += pb_field(3, lab)
+        body += pb_field(2, msg)
+    body += pb_field(3, pb_field(1, 1) + pb_field(2, 0x400000) + pb_field(3, 0x500000)
+                     + pb_field(5, s("/bin/prog")))
+    for name, fid in funcs.items():
+        body += pb_field(4, pb_field(1, fid) + pb_field(2, 1) + pb_field(3, 0x400000 + fid * 16)
+                         + pb_field(4, pb_field(1, fid)))
+    for name, fid in funcs.items():
+        body += pb_field(5, pb_field(1, fid) + pb_field(2, s(name)) + pb_field(3, s(name)))
+    pt = pb_field(1, s(period_type[0])) + pb_field(2, s(period_type[1]))
+    tail = pb_field(9, time.time_ns()) + pb_field(11, pt) + pb_field(12, period)
+    data = bytes(body) + b"".join(pb_field(6, x) for x in strings) + tail
+    return gzip.compress(data, mtime=0) if gz else data
+
+
+def encode_snapshots(snapshots, frequency_ms=100):
+    """A capture's snapshots pprof: one sample per snapshot, in order.
+    snapshots: [dict(frames=[root..leaf], offset_ms=, state=, syscall=None,
+    thread="worker", thread_id=4242)]."""
+    samples = []
+    for i, sn in enumerate(snapshots, 1):
+        labels = {"snapshot": i,
+                  "offset": (int(round(sn["offset_ms"] * 1e6)), "nanoseconds"),
+                  "state": sn.get("state", "running"),
+                  "thread": sn.get("thread", "worker"),
+                  "thread_id": sn.get("thread_id", 4242)}
+        if sn.get("syscall"):
+            labels["syscall"] = sn["syscall"]
+        samples.append((sn["frames"], [1, frequency_ms * 1_000_000], labels))
+    return encode_pprof_labels(samples)
+
+
+def task_body(app="shop", interface="GET /slow", **fields):
+    """A valid POST /api/v1/tasks body; fields override or add (a value of
+    None removes the field)."""
+    b = {"app": app, "interface": interface, "duration_min": 5, "threshold_ms": 200,
+         "frequency_ms": 100, "max_samples": 10}
+    b.update(fields)
+    return {k: v for k, v in b.items() if v is not None}
+
+
+def register_task_agent(s, app, instance="host-1", pid=1000):
+    """POST /api/v1/agent/register -> {"agent_id", "cursor",
+    "settings_version", …}: what a poll needs (tests that change neither
+    Profile Now nor settings can poll with them throughout)."""
+    body = {"app": app, "instance": instance, "pid": pid, "agent_version": "0.4.0"}
+    return s.ok("POST", "/api/v1/agent/register", body, token=s.agent_token(), expect=201)
+
+
+def agent_poll(s, reg, tasks_version=0, timeout_s=1):
+    """One poll of the agent of reg (register_task_agent's answer), with
+    its cursor and settings version -> (status, body)."""
+    st, b, _ = s.request("GET", f"/api/v1/agent/poll?agent_id={reg['agent_id']}"
+                         f"&cursor={reg['cursor']}&settings_version={reg['settings_version']}"
+                         f"&tasks_version={tasks_version}&timeout_s={timeout_s}",
+                         token=s.agent_token(), timeout=timeout_s + 30)
+    return st, b
+
+
+class TaskPoller(threading.Thread):
+    """One long-poll in a thread, with tasks_version.  .sent once the
+    request is written; .result(timeout) -> (status, body); .elapsed: from
+    sending to the answer."""
+
+    def __init__(self, s, reg, tasks_version, timeout_s):
+        super().__init__(daemon=True)
+        self.s, self.agent_id = s, reg["agent_id"]
+        self.path = (f"/api/v1/agent/poll?agent_id={reg['agent_id']}&cursor={reg['cursor']}"
+                     f"&settings_version={reg['settings_version']}"
+                     f"&tasks_version={tasks_version}&timeout_s={timeout_s}")
+        self.sent, self.done = threading.Event(), threading.Event()
+        self.status = self.body = self.error = None
+        self.t_sent = self.t_done = None
+
+    def run(self):
+        conn = self.s.connection(timeout=90)
+        try:
+            conn.request("GET", self.path,
+                         headers={"Authorization": f"Bearer {self.s.agent_token()}"})
+            self.t_sent = time.monotonic()
+            self.sent.set()
+            r = conn.getresponse()
+            self.status, self.body = r.status, json.loads(r.read())
+        except Exception as e:  # reported by result(), not lost in the thread
+            self.error = e
+            self.sent.set()
+        finally:
+            self.t_done = time.monotonic()
+            conn.close()
+            self.done.set()
+
+    @property
+    def elapsed(self):
+        return self.t_done - self.t_sent
+
+    def result(self, timeout):
+        if not self.done.wait(timeout):
+            pytest.fail(f"poll of agent {self.agent_id} not answered within {timeout}s")
+        if self.error:
+            raise self.error
+        return self.status, self.body
+
+
+def start_task_polls(s, regs, tasks_version, timeout_s=30):
+    """A started TaskPoller per agent (regs: register_task_agent answers),
+    each with its request sent."""
+    polls = [TaskPoller(s, r, tasks_version, timeout_s) for r in regs]
+    for p in polls:
+        p.start()
+    for p in polls:
+        assert p.sent.wait(10), "poll request could not be sent"
+    return polls
+
+
+def claim_capture(s, task_id, agent_id, trace_id="t-1", interface="GET /slow", **fields):
+    """POST /api/v1/agent/tasks/{task_id}/captures -> (status, body)."""
+    body = {"agent_id": agent_id, "trace_id": trace_id, "interface": interface,
+            "start_ms": int(time.time() * 1000) - 1500, "response_code": 200,
+            "peer": "10.0.0.7:51234", "total_ms": 1500, "snapshots": 13}
+    body.update(fields)
+    body = {k: v for k, v in body.items() if v is not None}
+    st, b, _ = s.request("POST", f"/api/v1/agent/tasks/{task_id}/captures", body,
+                         token=s.agent_token())
+    return st, b

@@ -112,7 +112,7 @@ def test_agent_flow_register_poll_heartbeat_session_upload_stop(sonded, recorded
     waited = time.monotonic() - t0
     assert st == 200, b
     assert b == {"cursor": reg["cursor"], "settings_version": reg["settings_version"],
-                 "profile_now": [], "settings": None}
+                 "profile_now": [], "settings": None, "tasks_version": 0, "tasks": None}
     assert 0.8 <= waited < 5, f"an empty poll with timeout_s=1 took {waited:.2f}s"
 
     st, b = agent_call(s, "POST", "/api/v1/agent/heartbeat",

@@ -23,7 +23,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import ROOT, Sonded
+from conftest import ROOT, Sonded, claim_capture, encode_snapshots, task_body
 
 READ = {"reader", "writer", "admin"}
 WRITE = {"writer", "admin"}
@@ -89,6 +89,33 @@ def _with_sampling_override(w):
 
 def _fresh_upload_path(w):
     return f"/api/v1/agent/sessions/{_fresh_session_id(w)}/profile"
+
+
+def _fresh_task_id(w):
+    return w.s.ok("POST", "/api/v1/tasks", task_body(app="shop"), expect=201)["id"]
+
+
+def _fresh_capture_id(w, task_id=None):
+    st, b = claim_capture(w.s, task_id or _fresh_task_id(w), w.agent_id,
+                          trace_id=f"matrix-{w.fresh()}")
+    assert st == 201, b
+    return b["capture_id"]
+
+
+def _task_id(w):
+    """One task with one capture that has its snapshots (made once)."""
+    if not getattr(w, "task_id", None):
+        w.task_id = _fresh_task_id(w)
+        w.capture_id = _fresh_capture_id(w, w.task_id)
+        w.s.ok("PUT", f"/api/v1/agent/captures/{w.capture_id}/snapshots",
+               encode_snapshots([{"frames": ["main", "slow"], "offset_ms": 200}]),
+               token=w.s.agent_token(), expect=201)
+    return w.task_id
+
+
+def _capture_id(w):
+    _task_id(w)
+    return w.capture_id
 
 
 ROUTES = [
@@ -157,6 +184,34 @@ ROUTES = [
           lambda w: {"state": "completed", "samples": 10, "traces": 0, "cpu_pct": 5}),
     Route("PUT", "/api/v1/agent/sessions/{id}/profile", AGENT, (201,), _fresh_upload_path,
           lambda w: w.profiles[0]),
+    # active profiling: reader reads, writer creates and cancels, agents report
+    Route("GET", "/api/v1/tasks", READ, (200,), lambda w: "/api/v1/tasks?app=shop&limit=5"),
+    Route("POST", "/api/v1/tasks", WRITE, (201,), lambda w: "/api/v1/tasks",
+          lambda w: task_body(app="shop")),
+    Route("GET", "/api/v1/tasks/{id}", READ, (200,), lambda w: f"/api/v1/tasks/{_task_id(w)}"),
+    Route("POST", "/api/v1/tasks/{id}/cancel", WRITE, (200,),
+          lambda w: f"/api/v1/tasks/{_fresh_task_id(w)}/cancel"),
+    Route("GET", "/api/v1/tasks/{id}/logs", READ, (200,),
+          lambda w: f"/api/v1/tasks/{_task_id(w)}/logs"),
+    Route("GET", "/api/v1/tasks/{id}/captures", READ, (200,),
+          lambda w: f"/api/v1/tasks/{_task_id(w)}/captures?sort=total_ms&order=desc"),
+    Route("GET", "/api/v1/captures/{id}", READ, (200,),
+          lambda w: f"/api/v1/captures/{_capture_id(w)}"),
+    Route("GET", "/api/v1/captures/{id}/flame", READ, (200,),
+          lambda w: f"/api/v1/captures/{_capture_id(w)}/flame"),
+    Route("GET", "/api/v1/captures/{id}/profile", READ, (200,),
+          lambda w: f"/api/v1/captures/{_capture_id(w)}/profile"),
+    Route("GET", "/api/v1/traces/{trace_id}", READ, (200,), lambda w: "/api/v1/traces/matrix-1"),
+    Route("POST", "/api/v1/agent/tasks/{id}/events", AGENT, (200,),
+          lambda w: f"/api/v1/agent/tasks/{_task_id(w)}/events",
+          lambda w: {"agent_id": w.agent_id, "event": "started", "message": "watching"}),
+    Route("POST", "/api/v1/agent/tasks/{id}/captures", AGENT, (201,),
+          lambda w: f"/api/v1/agent/tasks/{_fresh_task_id(w)}/captures",
+          lambda w: {"agent_id": w.agent_id, "trace_id": f"claim-{w.fresh()}",
+                     "interface": "GET /slow", "start_ms": 1795000001000, "total_ms": 1500}),
+    Route("PUT", "/api/v1/agent/captures/{id}/snapshots", AGENT, (201,),
+          lambda w: f"/api/v1/agent/captures/{_fresh_capture_id(w)}/snapshots",
+          lambda w: encode_snapshots([{"frames": ["main", "slow"], "offset_ms": 200}])),
 ]
 
 
@@ -192,6 +247,7 @@ def stored(w):
               for a in s.ok("GET", "/api/v1/agents")["agents"]]
     return {"tokens": tokens, "agents": agents,
             "sessions": s.ok("GET", "/api/v1/sessions?limit=1000"),
+            "tasks": s.ok("GET", "/api/v1/tasks?limit=1000"),
             "profile_now": s.ok("GET", "/api/v1/profile-now?limit=1000"),
             **{p: s.ok("GET", p) for p in ("/api/v1/triggers", "/api/v1/default-sampling",
                                            "/api/v1/triggers?app=shop",
