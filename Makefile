@@ -163,11 +163,12 @@ $(B)/tests/%: tests/unit/%.c $(LIBSONDE_A)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -DSONDE_BUILD_DIR='"$(B)"' -o $@ $< $(LIBSONDE_A) \
 		-lcmocka $(AGENT_LIBS) $(UNIT_LIBS_$*) -lm
 
-# test_uplink talks to sonded itself with libcurl (the agent dlopens it).
+# test_uplink(_tasks) talk to sonded themselves with libcurl (the agent dlopens it).
 UNIT_LIBS_test_uplink := $(shell pkg-config --libs libcurl 2>/dev/null)
+UNIT_LIBS_test_uplink_tasks := $(UNIT_LIBS_test_uplink)
 
 # Server unit tests link sonded's code (everything but main()).
-SERVER_UNIT := $(filter $(addprefix $(B)/tests/,test_store test_views test_validate test_auth \
+SERVER_UNIT := $(filter $(addprefix $(B)/tests/,test_store test_store_tasks test_views test_validate test_auth \
 		test_http),$(UNIT_BINS))
 $(SERVER_UNIT): $(B)/tests/%: tests/unit/%.c $(SONDED_A)
 	@mkdir -p $(dir $@)

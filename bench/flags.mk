@@ -25,3 +25,8 @@ $(B)/bench/merge_views: $(SONDED_A)
 BENCH_FLAGS_span_cost := -pthread
 BENCH_LIBS_span_cost := -L$(B) -lsonde -Wl,-rpath,$(abspath $(B)) $(SANFLAGS) -pthread
 $(B)/bench/span_cost: $(LIBSONDE)
+# task_cost.c times active profiling (task.h) on the agent's own code: the
+# watcher thread, the signal handler, the blocked-thread read (libsonde_internal.a).
+BENCH_FLAGS_task_cost := -pthread -Iinclude -Isrc -Isrc/agent -I$(B)/gen $(PKG_CFLAGS)
+BENCH_LIBS_task_cost := $(LIBSONDE_A) $(AGENT_LIBS) $(SANFLAGS) -pthread
+$(B)/bench/task_cost: $(LIBSONDE_A)

@@ -95,6 +95,13 @@ typedef struct sonde_stats {
                                   the server refused them */
     uint64_t spans;            /* spans begun */
     uint64_t spans_sampled;    /* spans that carried at least one sample */
+    /* Active profiling (zero without a server). */
+    uint64_t tasks;            /* tasks this agent began watching */
+    uint64_t captures;         /* slow calls captured and taken by the
+                                  server (slot claimed, snapshots stored) */
+    uint64_t captures_refused; /* captures whose claim the server refused:
+                                  the task had reached its limit or ended */
+    uint64_t snapshots;        /* thread snapshots taken */
 } sonde_stats_t;
 SONDE_API int sonde_get_stats(sonde_stats_t *out);
 

@@ -162,6 +162,8 @@ echo "  export SONDE_SERVER=$URL SONDE_TOKEN=$TOKEN"
 echo "  curl $DEMO_URL/cpu          # one request; some load: wrk -c4 -d60s $DEMO_URL/cpu &"
 echo "  $B/sonde profile-now --app demo --duration 30"
 echo "  $B/sonde sessions"
+echo "  $B/sonde task create --app demo --interface 'GET /slow' --duration 5m --threshold 200"
+echo "  curl '$DEMO_URL/slow?ms=1500'; $B/sonde task list; $B/sonde task captures TASK_ID"
 if [ $registered = 0 ]; then
     echo >&2
     echo "warning: the demo's agent has not registered with sonded within 15 s; its log ($RUN/agent.log):" >&2

@@ -11,8 +11,10 @@
  * Two modes, possibly together: local recording (SONDE_OUTPUT or
  * sonde_start with an output: sampling from start to stop into A.tab) and
  * connected (SONDE_SERVER: sampling only while a session runs, each
- * session with its own table, session.c; the network on the uplink's own
- * thread, uplink.h).  Sampling is reference-counted between the two
+ * session with its own table, session.c; active profiling's tasks watched
+ * on their own thread, task.h, their finished captures exported here
+ * (task_drain); the network on the uplink's own thread, uplink.h).
+ * Sampling is reference-counted between the two
  * (agent_sampling_acquire/release).
  *
  * Guest rules: nothing here exits or aborts; every failure is returned,
@@ -40,6 +42,7 @@
 #include "session.h"
 #include "span.h"
 #include "stacktab.h"
+#include "task.h"
 #include "threads.h"
 #include "uplink.h"
 
@@ -73,78 +76,11 @@ static struct {
     .tab_lock = PTHREAD_MUTEX_INITIALIZER,
 };
 
-static int log_fd = -1;
-static __thread char errbuf[512];
-
 static int64_t clock_ns(clockid_t c)
 {
     struct timespec ts;
     clock_gettime(c, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-int agent_error(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
-    va_end(ap);
-    agent_log("error: %s", errbuf);
-    return code;
-}
-
-int agent_error_quiet(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
-void agent_log(const char *fmt, ...)
-{
-    if (log_fd < 0)
-        return;
-    char line[1024];
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%02d:%02d:%02d.%03ld sonde[%d]: ", tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, (int)getpid());
-    va_list ap;
-    va_start(ap, fmt);
-    n += vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-    va_end(ap);
-    if (n > (int)sizeof line - 2)
-        n = (int)sizeof line - 2;
-    line[n++] = '\n';
-    ssize_t w = write(log_fd, line, (size_t)n);
-    (void)w;
-}
-
-/* Resident memory of the process in KiB (for the log), 0 if unknown. */
-static long rss_kib(void)
-{
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    char buf[128];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    long size, rss;
-    if (sscanf(buf, "%ld %ld", &size, &rss) != 2)
-        return 0;
-    return rss * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
-SONDE_EXPORT const char *sonde_errmsg(void)
-{
-    return errbuf[0] ? errbuf : "no error";
 }
 
 /* ---- the agent thread ---------------------------------------------- */
@@ -228,10 +164,12 @@ static int64_t drain_period(void)
 
 /* The agent thread sleeps on a condition variable (CLOCK_MONOTONIC) so
  * that sonde_stop() wakes it at once instead of waiting out a drain
- * period of up to 100 ms at the host's exit. */
+ * period of up to 100 ms at the host's exit, and agent_wake() (a capture
+ * finished) without waiting out the idle period. */
 static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake_cond;
 static pthread_once_t wake_once = PTHREAD_ONCE_INIT;
+static int wake_req; /* under wake_lock */
 
 static void wake_init(void)
 {
@@ -246,8 +184,19 @@ static void sleep_until(int64_t mono_ns)
 {
     struct timespec ts = {mono_ns / 1000000000, mono_ns % 1000000000};
     pthread_mutex_lock(&wake_lock);
-    while (!atomic_load(&A.stop_req) && pthread_cond_timedwait(&wake_cond, &wake_lock, &ts) == 0)
+    while (!atomic_load(&A.stop_req) && !wake_req &&
+           pthread_cond_timedwait(&wake_cond, &wake_lock, &ts) == 0)
         ;
+    wake_req = 0;
+    pthread_mutex_unlock(&wake_lock);
+}
+
+void agent_wake(void)
+{
+    pthread_once(&wake_once, wake_init);
+    pthread_mutex_lock(&wake_lock);
+    wake_req = 1;
+    pthread_cond_broadcast(&wake_cond);
     pthread_mutex_unlock(&wake_lock);
 }
 
@@ -296,6 +245,7 @@ static void *agent_main(void *arg)
             session_tick(now);
             if (atomic_load(&sampler.running) != sampling) /* a session began or ended */
                 next_drain = now + DRAIN_MIN_NS;
+            task_drain(0); /* finished captures: exported, to the uplink */
         }
         if (now >= next_discover) {
             threads_discover();
@@ -311,14 +261,19 @@ static void *agent_main(void *arg)
             int64_t due = session_next_due(now);
             if (due < next)
                 next = due;
+            due = task_next_due(now);
+            if (due < next)
+                next = due;
         }
         sleep_until(next);
     }
     if (A.server) {
-        /* Stopping: running sessions end now and go to the uplink, which
-         * sonde_stop then flushes within its bound. */
+        /* Stopping: running sessions end now and, with the captures that
+         * finished, go to the uplink, which sonde_stop then flushes
+         * within its bound. */
         agent_drain();
         session_end_all();
+        task_drain(0);
     }
     return NULL;
 }
@@ -468,6 +423,8 @@ static int start_locked(const sonde_config_t *cfg)
         return agent_error(-ENOMEM, "out of memory for a stack table of %zu stacks", cfg->max_stacks);
     if (A.server && (rc = session_init(cfg)) != 0)
         return agent_error(rc, "out of memory for sessions");
+    if (A.server)
+        task_set_notify(agent_wake); /* a finished capture is exported at once */
 
     if ((rc = modules_init()) != 0)
         return agent_error(rc, "cannot read the loaded modules: %s", strerror(-rc));
@@ -516,7 +473,7 @@ static int start_locked(const sonde_config_t *cfg)
         if ((rc = uplink_start(&A.link)) != 0)
             agent_log("cannot start the server link: %s", strerror(-rc));
     }
-    agent_log("started: rss %ld KiB, %d Hz, types %s%s, signal %d, output %s, server %s%s%s", rss_kib(),
+    agent_log("started: rss %ld KiB, %d Hz, types %s%s, signal %d, output %s, server %s%s%s", agent_rss_kib(),
               cfg->frequency_hz, cfg->types & SONDE_PROFILE_CPU ? "cpu" : "",
               cfg->types & SONDE_PROFILE_WALL ? (cfg->types & SONDE_PROFILE_CPU ? ",wall" : "wall") : "",
               signo, cfg->output[0] ? cfg->output : "(none)", A.server ? cfg->server : "(none)",
@@ -590,7 +547,7 @@ static int write_locked(const char *path, sonde_format_t format)
     pthread_mutex_unlock(&A.tab_lock);
     if (rc != 0)
         return agent_error(rc, "cannot write %s: %s", path, msg[0] ? msg : strerror(-rc));
-    agent_log("wrote %s (rss %ld KiB)", path, rss_kib());
+    agent_log("wrote %s (rss %ld KiB)", path, agent_rss_kib());
     return 0;
 }
 
@@ -625,8 +582,14 @@ static int stop_locked(void)
         pthread_join(A.thread, NULL);
         A.thread_running = 0;
     }
-    if (A.server)
+    if (A.server) {
+        /* Captures finished since the agent thread's last drain go to the
+         * uplink; the watcher stops (its "stopped" events are queued)
+         * before the uplink's last flush. */
+        task_drain(0);
+        task_stop();
         uplink_stop();
+    }
     atomic_store(&A.sampling_refs, 0);
     atomic_store_explicit(&sampler.running, 0, memory_order_release);
     threads_stop_all();
@@ -637,7 +600,7 @@ static int stop_locked(void)
     A.server = 0;
     log_selftime();
     agent_log("stopped: rss %ld KiB, samples=%llu dropped_ring=%llu dropped_table=%llu truncated=%llu",
-              rss_kib(),
+              agent_rss_kib(),
               (unsigned long long)atomic_load(&sampler.samples),
               (unsigned long long)atomic_load(&sampler.ring.dropped),
               (unsigned long long)A.dropped_table, (unsigned long long)atomic_load(&sampler.truncated));
@@ -673,6 +636,12 @@ SONDE_EXPORT int sonde_get_stats(sonde_stats_t *out)
     out->uploads_dropped = ls.uploads_dropped;
     out->spans = span_count_begun();
     out->spans_sampled = span_count_sampled();
+    struct task_stats ts;
+    task_stats(&ts);
+    out->tasks = ts.tasks_started;
+    out->captures = ls.captures_sent;
+    out->captures_refused = ls.captures_refused;
+    out->snapshots = ts.snapshots;
     return 0;
 }
 
@@ -707,6 +676,7 @@ static void atfork_child(void)
         wake_init(); /* a waiter in the parent may have left the cond busy */
     threads_atfork_child();
     uplink_atfork_child();
+    task_atfork_child();
     modules_atfork_child();
     A.thread_running = 0;
     if (!A.started)
@@ -771,9 +741,7 @@ static void atfork_child(void)
 
 __attribute__((constructor)) static void sonde_ctor(void)
 {
-    const char *lp = getenv("SONDE_LOG");
-    if (lp && *lp)
-        log_fd = open(lp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    agent_log_open(getenv("SONDE_LOG"));
     threads_init(0);
     const char *out = getenv("SONDE_OUTPUT");
     const char *server = getenv("SONDE_SERVER");

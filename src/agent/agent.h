@@ -1,6 +1,7 @@
 /*
  * agent.h — the agent's internal lifecycle: one process-wide agent, started
- * by sonde_start() or by the library constructor when SONDE_OUTPUT is set.
+ * by sonde_start() or by the library constructor when SONDE_OUTPUT is set
+ * (agent.c); its log and error messages (agent_log.c).
  */
 #ifndef SONDE_AGENT_H
 #define SONDE_AGENT_H
@@ -20,6 +21,13 @@ int agent_error_quiet(int code, const char *fmt, ...) __attribute__((format(prin
  * a signal handler. */
 void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Opens the agent log at path (appending; NULL or "": none).  Once, from
+ * the library constructor. */
+void agent_log_open(const char *path);
+
+/* Resident memory of the process in KiB (for the log), 0 if unknown. */
+long agent_rss_kib(void);
+
 /* Sampling runs while someone needs it: local recording to a file holds
  * one reference for the agent's life, each running session one.  The
  * first acquire arms every thread's timer, the last release disarms them.
@@ -37,6 +45,12 @@ int agent_add_sample(struct stack_table *tab, const struct sample_slot *s, uint3
 /* Drains the sample ring into the local table and every running session.
  * Agent thread only. */
 void agent_drain(void);
+
+/* Wakes the agent thread now rather than at its next due time: a finished
+ * capture waits for task_drain (task.h).  Any thread, not from a signal
+ * handler; a wakeup while the thread is busy makes its next sleep return
+ * at once. */
+void agent_wake(void);
 
 /* Parses a signal spec: a number, "SIGRTMIN+N", or a name like "SIGPROF".
  * Returns the number or -EINVAL. */

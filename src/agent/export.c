@@ -30,6 +30,10 @@
  *
  * The file appears atomically: written to PATH.tmp.<pid>.<n> in the same
  * directory, flushed, fsync'ed, renamed over PATH.
+ *
+ * A capture of active profiling (task.c) becomes a pprof of its own:
+ * one sample per snapshot, in order, with the same symbols and mappings
+ * (export_capture_pprof_gz; the layout is in export.h).
  */
 #include "export.h"
 #include "sigsafe/sampler.h"
@@ -43,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/array.h"
@@ -219,29 +224,44 @@ static const char *state_name(uint8_t state, char *buf)
     }
 }
 
-static int visit(const struct stack_entry *se, void *arg)
+/* Symbolizes one stack, frames[0 .. n) leaf first: its locations into
+ * ex->locs and their entries into ex->idx (leaf first, zeros skipped).
+ * Returns how many, with the number of names (inline frames expanded)
+ * in *depth; -ENOMEM. */
+static int64_t resolve_stack(struct exporter *ex, const uintptr_t *frames, int n, size_t *depth)
 {
-    struct exporter *ex = arg;
-    if (ex->coll && ex->coll_type && se->type != ex->coll_type)
-        return 0;
-    size_t need = se->nframes ? se->nframes : 1;
+    size_t need = n > 0 ? (size_t)n : 1;
     if (array_grow(&ex->locs, &ex->caplocs, need, sizeof *ex->locs) != 0 ||
         array_grow(&ex->idx, &ex->capidx, need, sizeof *ex->idx) != 0)
-        goto oom;
-    size_t nlocs = 0, depth = 0;
-    for (int i = 0; i < se->nframes; i++) {
-        uintptr_t a = se->frames[i];
+        return -ENOMEM;
+    size_t nlocs = 0;
+    *depth = 0;
+    for (int i = 0; i < n; i++) {
+        uintptr_t a = frames[i];
         if (a == 0)
             continue;
         if (i > 0)
             a -= 1; /* inside the call instruction, see the top comment */
         int64_t e = resolve(ex, a);
         if (e < 0)
-            goto oom;
+            return -ENOMEM;
         ex->idx[nlocs] = (uint32_t)e;
         ex->locs[nlocs++] = ex->entries[e].loc_id;
-        depth += ex->entries[e].n;
+        *depth += ex->entries[e].n;
     }
+    return (int64_t)nlocs;
+}
+
+static int visit(const struct stack_entry *se, void *arg)
+{
+    struct exporter *ex = arg;
+    if (ex->coll && ex->coll_type && se->type != ex->coll_type)
+        return 0;
+    size_t depth;
+    int64_t got = resolve_stack(ex, se->frames, se->nframes, &depth);
+    if (got < 0)
+        goto oom;
+    size_t nlocs = (size_t)got;
 
     if (ex->coll) {
         if (nlocs == 0)
@@ -305,16 +325,36 @@ static void exporter_free(struct exporter *ex)
     free(ex->stack);
 }
 
-/* Sets up the pprof header and one mapping per module. */
-static int pprof_begin(struct exporter *ex)
+/* A pprof builder in ex with room for one mapping id per module. */
+static int pprof_new(struct exporter *ex)
 {
-    const struct export_request *req = ex->req;
     if (!(ex->b = pprof_builder_new()))
         return -ENOMEM;
     ex->mapping_ids = calloc(ex->nmods ? ex->nmods : 1, sizeof *ex->mapping_ids);
     ex->mapping_flags = calloc(ex->nmods ? ex->nmods : 1, sizeof *ex->mapping_flags);
-    if (!ex->mapping_ids || !ex->mapping_flags)
-        return -ENOMEM;
+    return ex->mapping_ids && ex->mapping_flags ? 0 : -ENOMEM;
+}
+
+/* One pprof mapping per module. */
+static int pprof_mappings(struct exporter *ex)
+{
+    for (size_t i = 0; i < ex->nmods; i++) {
+        const struct module_info *m = &ex->mods[i];
+        ex->mapping_ids[i] = pprof_builder_mapping(ex->b, m->start, m->end, m->file_offset,
+                                                   m->path, m->build_id);
+        if (ex->mapping_ids[i] == 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+/* Sets up the pprof header and one mapping per module. */
+static int pprof_begin(struct exporter *ex)
+{
+    const struct export_request *req = ex->req;
+    int rc = pprof_new(ex);
+    if (rc != 0)
+        return rc;
     int col = 1;
     ex->cpu_col = ex->wall_col = -1;
     pprof_builder_sample_type(ex->b, "samples", "count");
@@ -339,14 +379,7 @@ static int pprof_begin(struct exporter *ex)
         snprintf(c, sizeof c, "%" PRIu64 " samples dropped: stack table full", dropped);
         pprof_builder_comment(ex->b, c);
     }
-    for (size_t i = 0; i < ex->nmods; i++) {
-        const struct module_info *m = &ex->mods[i];
-        ex->mapping_ids[i] = pprof_builder_mapping(ex->b, m->start, m->end, m->file_offset,
-                                                   m->path, m->build_id);
-        if (ex->mapping_ids[i] == 0)
-            return -ENOMEM;
-    }
-    return 0;
+    return pprof_mappings(ex);
 }
 
 typedef int (*emit_fn)(FILE *f, void *arg);
@@ -412,6 +445,26 @@ static int write_atomic(const char *path, emit_fn emit, void *arg, char *errmsg,
     return rc;
 }
 
+/* The modules loaded now and a symbolizer over them.  The caller frees
+ * with exporter_free and modules_list_free(*mods, *nmods). */
+static int exporter_open(struct exporter *ex, struct module_info **mods, size_t *nmods, char *errmsg,
+                         size_t len)
+{
+    int rc = modules_list(mods, nmods);
+    if (rc != 0) {
+        errf(errmsg, len, "cannot list modules: %s", strerror(-rc));
+        return rc;
+    }
+    ex->mods = *mods;
+    ex->nmods = *nmods;
+    ex->sym = symbolizer_new(*mods, *nmods);
+    if (!ex->sym) {
+        errf(errmsg, len, "cannot build the profile: %s", strerror(ENOMEM));
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 /* Symbolizes the table and builds the profile in ex (ex->b for pprof,
  * ex->coll for collapsed, finished).  The caller frees with
  * exporter_free and modules_list_free(*mods, *nmods). */
@@ -425,16 +478,10 @@ static int build(struct exporter *ex, const struct export_request *req, int form
         errf(errmsg, len, "unknown output format %d (0 = pprof, 1 = collapsed)", format);
         return -EINVAL;
     }
-    int rc = modules_list(mods, nmods);
-    if (rc != 0) {
-        errf(errmsg, len, "cannot list modules: %s", strerror(-rc));
+    int rc = exporter_open(ex, mods, nmods, errmsg, len);
+    if (rc != 0)
         return rc;
-    }
     ex->req = req;
-    ex->mods = *mods;
-    ex->nmods = *nmods;
-    ex->sym = symbolizer_new(*mods, *nmods);
-    rc = ex->sym ? 0 : -ENOMEM;
 
     if (rc == 0 && format == SONDE_FORMAT_PPROF)
         rc = pprof_begin(ex);
@@ -525,6 +572,121 @@ int export_pprof_gz(const struct export_request *req, void **buf, size_t *len, c
     if (rc == 0) {
         *buf = bytes;
         *len = nbytes;
+    }
+    exporter_free(&ex);
+    modules_list_free(mods, nmods);
+    return rc;
+}
+
+/* ---- captures (active profiling) ------------------------------------ */
+
+const char *export_syscall_name(long nr, char *buf, size_t len)
+{
+    static const struct {
+        long nr;
+        const char *name;
+    } names[] = {
+        {SYS_read, "read"}, {SYS_write, "write"}, {SYS_open, "open"}, {SYS_close, "close"},
+        {SYS_poll, "poll"}, {SYS_mmap, "mmap"}, {SYS_ioctl, "ioctl"}, {SYS_pread64, "pread64"},
+        {SYS_pwrite64, "pwrite64"}, {SYS_readv, "readv"}, {SYS_writev, "writev"},
+        {SYS_select, "select"}, {SYS_sched_yield, "sched_yield"}, {SYS_pause, "pause"},
+        {SYS_nanosleep, "nanosleep"}, {SYS_sendfile, "sendfile"}, {SYS_connect, "connect"},
+        {SYS_accept, "accept"}, {SYS_sendto, "sendto"}, {SYS_recvfrom, "recvfrom"},
+        {SYS_sendmsg, "sendmsg"}, {SYS_recvmsg, "recvmsg"}, {SYS_wait4, "wait4"},
+        {SYS_msgrcv, "msgrcv"}, {SYS_semop, "semop"}, {SYS_flock, "flock"}, {SYS_fsync, "fsync"},
+        {SYS_fdatasync, "fdatasync"}, {SYS_rt_sigsuspend, "rt_sigsuspend"},
+        {SYS_rt_sigtimedwait, "rt_sigtimedwait"}, {SYS_futex, "futex"},
+        {SYS_io_getevents, "io_getevents"}, {SYS_epoll_wait, "epoll_wait"},
+        {SYS_semtimedop, "semtimedop"}, {SYS_clock_nanosleep, "clock_nanosleep"},
+        {SYS_waitid, "waitid"}, {SYS_openat, "openat"}, {SYS_pselect6, "pselect6"},
+        {SYS_ppoll, "ppoll"}, {SYS_splice, "splice"}, {SYS_sync_file_range, "sync_file_range"},
+        {SYS_epoll_pwait, "epoll_pwait"}, {SYS_accept4, "accept4"}, {SYS_recvmmsg, "recvmmsg"},
+        {SYS_sendmmsg, "sendmmsg"}, {SYS_copy_file_range, "copy_file_range"},
+        {SYS_preadv2, "preadv2"}, {SYS_pwritev2, "pwritev2"}, {SYS_io_uring_enter, "io_uring_enter"},
+        {441 /* SYS_epoll_pwait2 */, "epoll_pwait2"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].nr == nr)
+            return names[i].name;
+    snprintf(buf, len, "nr %ld", nr);
+    return buf;
+}
+
+/* Header of a capture's profile: samples/count and wall/nanoseconds,
+ * period = the snapshot interval, one mapping per module. */
+static int capture_begin(struct exporter *ex, const struct export_capture *c)
+{
+    int rc = pprof_new(ex);
+    if (rc != 0)
+        return rc;
+    pprof_builder_sample_type(ex->b, "samples", "count");
+    pprof_builder_sample_type(ex->b, "wall", "nanoseconds");
+    pprof_builder_period(ex->b, "wall", "nanoseconds", c->interval_ns);
+    pprof_builder_default_sample_type(ex->b, "samples");
+    pprof_builder_time(ex->b, c->time_nanos, c->duration_nanos);
+    pprof_builder_comment(ex->b, "sonde " SONDE_VERSION " capture");
+    return pprof_mappings(ex);
+}
+
+static int capture_sample(struct exporter *ex, const struct export_capture *c, size_t i)
+{
+    const struct export_snapshot *s = &c->snaps[i];
+    size_t depth;
+    int64_t nlocs = resolve_stack(ex, s->pcs, s->nframes, &depth);
+    if (nlocs < 0)
+        return -ENOMEM;
+    int64_t values[2] = {1, c->interval_ns};
+    struct pprof_label labels[6];
+    size_t nl = 0;
+    char letter[2], nrbuf[32];
+    labels[nl++] = (struct pprof_label){.key = "snapshot", .num = (int64_t)i + 1};
+    labels[nl++] = (struct pprof_label){.key = "offset", .num = s->offset_ns, .num_unit = "nanoseconds"};
+    labels[nl++] = (struct pprof_label){.key = "state", .str = state_name((uint8_t)s->state, letter)};
+    if (s->state != 'R' && s->syscall >= 0)
+        labels[nl++] = (struct pprof_label){
+            .key = "syscall", .str = export_syscall_name(s->syscall, nrbuf, sizeof nrbuf)};
+    if (c->thread && c->thread[0])
+        labels[nl++] = (struct pprof_label){.key = "thread", .str = c->thread};
+    labels[nl++] = (struct pprof_label){.key = "thread_id", .num = c->tid};
+    return pprof_builder_sample(ex->b, ex->locs, (size_t)nlocs, values, labels, nl);
+}
+
+int export_capture_pprof_gz(const struct export_capture *c, void **buf, size_t *len, char *errmsg,
+                            size_t errlen)
+{
+    if (errmsg && errlen)
+        errmsg[0] = '\0';
+    if (!buf || !len) {
+        errf(errmsg, errlen, "no buffer to export into");
+        return -EINVAL;
+    }
+    *buf = NULL;
+    *len = 0;
+    if (!c || (c->n && !c->snaps) || c->interval_ns <= 0) {
+        errf(errmsg, errlen, "no capture to export");
+        return -EINVAL;
+    }
+    struct exporter ex;
+    memset(&ex, 0, sizeof ex);
+    struct module_info *mods = NULL;
+    size_t nmods = 0;
+    int rc = exporter_open(&ex, &mods, &nmods, errmsg, errlen);
+    if (rc == 0)
+        rc = capture_begin(&ex, c);
+    for (size_t i = 0; rc == 0 && i < c->n; i++)
+        rc = capture_sample(&ex, c, i);
+    if (rc == 0)
+        for (size_t i = 0; i < nmods; i++)
+            pprof_builder_mapping_flags(ex.b, ex.mapping_ids[i], ex.mapping_flags[i]);
+    uint8_t *bytes = NULL;
+    size_t nbytes = 0;
+    if (rc == 0)
+        rc = pprof_builder_encode(ex.b, &bytes, &nbytes);
+    if (rc == 0) {
+        *buf = bytes;
+        *len = nbytes;
+    } else if (!errmsg || !errmsg[0]) {
+        errf(errmsg, errlen, "cannot build the capture's profile: %s", strerror(-rc));
     }
     exporter_free(&ex);
     modules_list_free(mods, nmods);

@@ -25,6 +25,10 @@
  * refused and logged (a Profile Now then shows no session from this
  * agent, which the agent log explains).
  *
+ * Active profiling rides on the same work: the tasks the uplink delivers
+ * go to task.c (task_set; task_end for those the server refused), which
+ * watches and captures on its own thread.
+ *
  * Ending: the ring is drained, the session's table is exported to a
  * gzipped pprof (export.h, symbolization included — this runs on the
  * agent thread, which is why the ring is drained right before and after),
@@ -47,6 +51,7 @@
 #include "monitor.h"
 #include "span.h"
 #include "stacktab.h"
+#include "task.h"
 #include "threads.h"
 #include "uplink.h"
 
@@ -360,6 +365,17 @@ void session_tick(int64_t now)
     if (uplink_take_work(&w)) {
         if (w.settings_changed)
             apply_settings(&w.settings, now);
+        /* Active profiling: tasks the server refused stop first (their
+         * captures not yet handed over are dropped), then the app's
+         * list replaces the watched set. */
+        for (int i = 0; i < w.n_ended; i++)
+            task_end(w.ended[i]);
+        if (w.tasks_changed) {
+            int rc = task_set(w.tasks, (size_t)w.n_tasks);
+            if (rc != 0)
+                agent_log("tasks: cannot watch the %d task(s) the server sent: %s", w.n_tasks,
+                          strerror(-rc));
+        }
         for (int i = 0; i < w.n_profile_now; i++)
             start(KIND_NOW, w.profile_now[i].id, w.profile_now[i].duration_s, now);
     }

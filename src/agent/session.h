@@ -29,7 +29,8 @@
 int session_init(const sonde_config_t *cfg);
 
 /* Work of the agent thread, called every loop (cheap when nothing is
- * due): takes the uplink's work (Profile Now, settings), once a second
+ * due): takes the uplink's work (Profile Now, settings, and active
+ * profiling's tasks, handed to task.h's task_end/task_set), once a second
  * samples CPU % and memory % (monitor.h) and evaluates the triggers and
  * default sampling, and ends sessions whose time is up.  now_ns:
  * CLOCK_MONOTONIC. */

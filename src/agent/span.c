@@ -29,6 +29,13 @@
  * span, on a line it just wrote anyway), so threads beginning spans side
  * by side share no cache line; the stats sum them.
  *
+ * Capture marks.  The task watcher (task.c) marks a span it may capture
+ * (watched_key); every path that ends a span — sonde_span_end, the next
+ * begin on the thread, the thread's exit — checks that mark with one
+ * load and, only for a marked span, stores the end time, status and peer
+ * (note_end) before clearing the key, so the watcher reads a finished
+ * call's figures after its owner has moved on.
+ *
  * Benign races, by contract: a set_peer from another thread racing the
  * end of its span (or the owner's next begin) may write the new span's
  * peer — always in bounds and terminated; the handler never reads
@@ -121,12 +128,48 @@ static inline uint64_t next_random(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+/* Seqlock copy of bytes another thread may be rewriting (the key check
+ * after it tells whether the copy is whole): byte loads through a
+ * volatile pointer, not memcpy, and outside ThreadSanitizer's view — the
+ * race is the protocol, not a bug. */
+__attribute__((no_sanitize_thread, noinline)) static void copy_racy(char *dst, const char *src,
+                                                                     size_t n)
+{
+    const volatile char *s = src;
+    for (size_t i = 0; i < n; i++)
+        dst[i] = s[i];
+}
+
+/* The span key of r ends and the task watcher marked it (span_rec.h,
+ * "Capture marks"): store its end for the watcher before key is cleared.
+ * Only for watched spans: everyone else pays the one load of
+ * watched_key in the caller. */
+static __attribute__((noinline)) void note_end(struct span_rec *r, uint64_t key)
+{
+    if (atomic_load_explicit(&r->key, memory_order_relaxed) != key)
+        return; /* ended already: a late second end must not move the time */
+    /* ended_key 0 first, so a reader copying the fields meanwhile sees
+     * ended_key change under it (seqlock). */
+    atomic_store_explicit(&r->ended_key, 0, memory_order_relaxed);
+    SPAN_ORDER();
+    atomic_store_explicit(&r->end_ns, (int64_t)realtime_ns(), memory_order_relaxed);
+    atomic_store_explicit(&r->end_status, atomic_load_explicit(&r->status, memory_order_relaxed),
+                          memory_order_relaxed);
+    copy_racy(r->end_peer, r->peer, sizeof r->end_peer);
+    r->end_peer[sizeof r->end_peer - 1] = '\0';
+    atomic_store_explicit(&r->ended_key, key, memory_order_release);
+}
+
 /* Ends r's open span, if any (whoever wins the CAS counts it). */
 static void end_open(struct span_rec *r)
 {
     uint64_t key = atomic_load_explicit(&r->key, memory_order_relaxed);
-    if (key && atomic_compare_exchange_strong_explicit(&r->key, &key, 0, memory_order_acq_rel,
-                                                       memory_order_relaxed) &&
+    if (!key)
+        return;
+    if (atomic_load_explicit(&r->watched_key, memory_order_acquire) == key)
+        note_end(r, key);
+    if (atomic_compare_exchange_strong_explicit(&r->key, &key, 0, memory_order_acq_rel,
+                                                memory_order_relaxed) &&
         atomic_load_explicit(&r->samples, memory_order_relaxed) > 0)
         atomic_fetch_add_explicit(&r->sampled, 1, memory_order_relaxed);
 }
@@ -261,7 +304,7 @@ SONDE_API sonde_span_t sonde_span_begin(const char *interface, const char *trace
         copy_bounded(r->trace_id, trace_id, sizeof r->trace_id);
     else
         make_trace_id(r);
-    r->start_ns = (int64_t)realtime_ns();
+    atomic_store_explicit(&r->start_ns, (int64_t)realtime_ns(), memory_order_relaxed);
     atomic_store_explicit(&r->status, 0, memory_order_relaxed);
     r->peer[0] = '\0';
     atomic_store_explicit(&r->samples, 0, memory_order_relaxed);
@@ -278,9 +321,14 @@ SONDE_API sonde_span_t sonde_span_begin(const char *interface, const char *trace
 SONDE_API int sonde_span_end(sonde_span_t span)
 {
     struct span_rec *r = rec_of(span);
+    if (!r)
+        return no_span("sonde_span_end", span);
+    /* The one thing a span pays for active profiling: is it watched? */
+    if (__builtin_expect(atomic_load_explicit(&r->watched_key, memory_order_acquire) == span, 0))
+        note_end(r, span);
     uint64_t expect = span;
-    if (!r || !atomic_compare_exchange_strong_explicit(&r->key, &expect, 0, memory_order_acq_rel,
-                                                       memory_order_relaxed))
+    if (!atomic_compare_exchange_strong_explicit(&r->key, &expect, 0, memory_order_acq_rel,
+                                                 memory_order_relaxed))
         return no_span("sonde_span_end", span);
     if (atomic_load_explicit(&r->samples, memory_order_relaxed) > 0)
         atomic_fetch_add_explicit(&r->sampled, 1, memory_order_relaxed);
@@ -349,6 +397,63 @@ uint64_t span_count_sampled(void)
 uint64_t span_count_no_slot(void)
 {
     return atomic_load_explicit(&no_slot, memory_order_relaxed);
+}
+
+/* ---- open spans, for the task watcher ------------------------------- */
+
+uint32_t span_rec_count(void)
+{
+    uint32_t used = atomic_load_explicit(&recs_used, memory_order_acquire);
+    return used < SPAN_SLOTS ? used : SPAN_SLOTS;
+}
+
+uint64_t span_rec_key(uint32_t i)
+{
+    return i < SPAN_SLOTS ? atomic_load_explicit(&recs[i].key, memory_order_acquire) : 0;
+}
+
+int span_rec_read(uint64_t key, struct span_open *out)
+{
+    struct span_rec *r = rec_of(key);
+    if (!r || atomic_load_explicit(&r->key, memory_order_acquire) != key)
+        return -ESRCH;
+    out->owner = atomic_load_explicit(&r->owner, memory_order_relaxed);
+    out->start_ns = atomic_load_explicit(&r->start_ns, memory_order_relaxed);
+    copy_racy(out->interface, r->interface, sizeof out->interface);
+    copy_racy(out->trace_id, r->trace_id, sizeof out->trace_id);
+    SPAN_ORDER();
+    if (atomic_load_explicit(&r->key, memory_order_acquire) != key)
+        return -ESRCH;
+    out->interface[sizeof out->interface - 1] = '\0';
+    out->trace_id[sizeof out->trace_id - 1] = '\0';
+    out->key = key;
+    return 0;
+}
+
+void span_rec_watch(uint64_t key)
+{
+    struct span_rec *r = rec_of(key);
+    if (r)
+        atomic_store_explicit(&r->watched_key, key, memory_order_release);
+}
+
+int span_rec_ended(uint64_t key, struct span_end *out)
+{
+    struct span_rec *r = rec_of(key);
+    if (!r)
+        return -ESRCH;
+    if (atomic_load_explicit(&r->key, memory_order_acquire) == key)
+        return 1;
+    if (atomic_load_explicit(&r->ended_key, memory_order_acquire) != key)
+        return -ESRCH;
+    out->end_ns = atomic_load_explicit(&r->end_ns, memory_order_relaxed);
+    out->status = atomic_load_explicit(&r->end_status, memory_order_relaxed);
+    copy_racy(out->peer, r->end_peer, sizeof out->peer);
+    SPAN_ORDER();
+    if (atomic_load_explicit(&r->ended_key, memory_order_acquire) != key)
+        return -ESRCH;
+    out->peer[sizeof out->peer - 1] = '\0';
+    return 0;
 }
 
 /* ---- the span map ----------------------------------------------------

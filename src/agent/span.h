@@ -23,9 +23,13 @@
  * stack table (stack_entry.span); export turns it into the pprof labels
  * "trace_id" and "interface".
  *
- * Thread-safety: sonde_span_* and span_count_* may be called from any
- * thread (not from a signal handler); span_map_* are for one thread at a
- * time (the agent thread).  Cost: sonde_span_begin and _end take no lock,
+ * Active profiling (task.c) reads open spans from its watcher thread
+ * (span_rec_*, below) and marks the ones it captures, so that their end
+ * stores the end time, status and peer (sigsafe/span_rec.h).
+ *
+ * Thread-safety: sonde_span_*, span_count_* and span_rec_* may be called
+ * from any thread (not from a signal handler); span_map_* are for one
+ * thread at a time (the agent thread).  Cost: sonde_span_begin and _end take no lock,
  * allocate nothing and make no system call, except a thread's first
  * begin (getrandom, pthread_setspecific).
  */
@@ -46,6 +50,42 @@ uint64_t span_count_sampled(void);  /* spans that ended with >= 1 sample
                                        (an end racing a sample on another
                                        thread may miss one: stats only) */
 uint64_t span_count_no_slot(void);  /* begins refused: every record in use */
+
+/* ---- open spans, for the task watcher (task.c) ----------------------
+ *
+ * Records are read from the watcher thread while their owners run:
+ * seqlock-style (the key, the fields, the key again), so a read either
+ * gets a whole span or -ESRCH.  Not for the signal handler. */
+
+struct span_open {
+    uint64_t key;
+    int owner;          /* tid of the thread the span is on */
+    int64_t start_ns;   /* CLOCK_REALTIME at begin, ns since the epoch */
+    char interface[SONDE_SPAN_INTERFACE_MAX];
+    char trace_id[SONDE_SPAN_TRACE_MAX];
+};
+
+struct span_end {
+    int64_t end_ns;     /* CLOCK_REALTIME at the end */
+    int status;         /* response code, 0 = not set */
+    char peer[SONDE_SPAN_PEER_MAX];
+};
+
+/* Records handed out so far: indexes [0, n) may hold open spans. */
+uint32_t span_rec_count(void);
+/* The open span key of record i (acquire), 0 = none. */
+uint64_t span_rec_key(uint32_t i);
+/* Copies the open span key (its owner, start, strings).  0, or -ESRCH if
+ * key is not open (any more). */
+int span_rec_read(uint64_t key, struct span_open *out);
+/* Marks span key as watched: whoever ends it will first store its end
+ * time, status and peer for span_rec_ended.  An end already under way
+ * when the mark lands may miss it (span_rec_ended then says -ESRCH). */
+void span_rec_watch(uint64_t key);
+/* The end of a watched span: 1 still open; 0 ended, *out filled; -ESRCH
+ * ended without a stored end (it ended as it was marked, or the record
+ * has since stored the end of a later watched span). */
+int span_rec_ended(uint64_t key, struct span_end *out);
 
 /* ---- a session's spans ---------------------------------------------- */
 

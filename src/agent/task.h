@@ -12,8 +12,9 @@
  *   - it scans the open span records (span.h: span_rec_scan) at least every
  *     threshold/2 (bounded to [5, 100] ms) for spans of a watched interface,
  *     and schedules each one's first snapshot at exactly start + threshold
- *     (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME): span starts are
- *     CLOCK_REALTIME);
+ *     (absolute CLOCK_REALTIME sleeps — span starts are CLOCK_REALTIME —
+ *     as a timed wait on a condition variable, so task_set and task_stop
+ *     wake it);
  *   - a span still open at its due time becomes a capture; its snapshots
  *     fall at start + threshold + k * frequency (a late wake-up skips the
  *     missed instants rather than bunching them);
@@ -41,8 +42,11 @@
  * server's claim decides which captures count (task.c cannot know what
  * other agents took): see docs/agent-protocol.md §7.
  *
- * Thread-safety: task_set, task_end, task_drain, task_stop, task_stats may
- * be called from any thread (one mutex, never held across a snapshot's
+ * Code: task.c (tasks, limits, the queue, events, task_drain) and
+ * task_watch.c (the watcher thread), sharing task_internal.h.
+ *
+ * Thread-safety: task_set, task_end, task_drain, task_stop, task_stats,
+ * task_set_sink and task_set_notify may be called from any thread (one mutex, never held across a snapshot's
  * signal wait or an export); task_atfork_child in a forked child only.
  * Never from a signal handler.
  */
@@ -111,6 +115,12 @@ struct task_sink {
     void (*event)(int64_t task_id, const char *event, const char *message);
 };
 void task_set_sink(const struct task_sink *sink);
+
+/* A function the watcher calls (from its thread, no task lock held) when
+ * task_drain has something new to do: a finished capture or an event —
+ * the agent thread's wake-up.  NULL (the default): the agent thread sees
+ * it at its next loop. */
+void task_set_notify(void (*fn)(void));
 
 struct task_stats {
     uint64_t tasks_started;      /* tasks this agent began watching */

@@ -3,9 +3,11 @@
  * (contract in uplink.h, protocol in docs/agent-protocol.md): the outbox
  * of sessions, the work waiting for the agent thread, and the link
  * thread's start, stop and fork.  The thread itself, which alone touches
- * the network, is uplink_thread.c; what the two share is
- * uplink_internal.h, all under one mutex (U.lock) that every function
- * here holds only for a moment: no caller ever waits on the network.
+ * the network, is uplink_thread.c (with uplink_poll.c and uplink_http.c);
+ * active profiling's outbox of task events and captures is
+ * uplink_tasks.c.  What they share is uplink_internal.h, all under one
+ * mutex (U.lock) that every function here holds only for a moment: no
+ * caller ever waits on the network.
  *
  * The outbox.  Sessions live in a list, oldest first, from
  * uplink_session_begin to the answer that completes them: created on the
@@ -32,10 +34,10 @@
  * ends on its own (the library is never unloaded: -z nodelete).
  *
  * fork.  The child inherits U as it was under U.lock, with libcurl between
- * two calls (U.curl_lock: uplink_atfork_*), but no thread: it frees the outbox (the parent sends those), closes its
- * copies of the sockets the parent's transfers had open (tracked in
- * U.sockets; curl's handles themselves are never touched, only
- * forgotten), and is not started.  uplink_restart_child() starts a fresh
+ * two calls (U.curl_lock: uplink_atfork_*), but no thread: it frees the
+ * outboxes (the parent sends those), closes its copies of the sockets
+ * the parent's transfers had open (tracked in U.sockets; curl's handles
+ * themselves are never touched, only forgotten), and is not started.  uplink_restart_child() starts a fresh
  * thread with the same configuration, which registers a new agent after
  * register_delay_ms: a child that execs or exits before then never talks
  * to the server and costs a thread creation and join.
@@ -69,8 +71,7 @@ struct uplink_state uplink_state = {
     .sockets = {-1, -1, -1, -1, -1, -1, -1, -1},
 };
 
-/* Wakes the thread out of curl_multi_poll.  U.lock held. */
-static void wake_locked(void)
+void uplink_wake_locked(void)
 {
     if (U.multi)
         curl_multi_wakeup(U.multi);
@@ -90,10 +91,9 @@ void uplink_default_settings(struct agent_settings *s)
     s->sampling_period_s = 3600;
 }
 
-/* Replaces every byte that does not start a valid UTF-8 sequence with
- * '?': jansson refuses invalid strings, and a command line or host name
- * may hold anything.  Lengths do not change. */
-static void utf8_clean(char *s)
+/* A command line or host name may hold anything; jansson refuses
+ * invalid UTF-8. */
+void uplink_utf8_clean(char *s)
 {
     unsigned char *p = (unsigned char *)s;
     while (*p) {
@@ -164,7 +164,8 @@ static struct uplink_record *evictable_locked(const struct uplink_record *r, int
     return NULL;
 }
 
-static void free_all_records_locked(void)
+/* Frees the session outbox and the task outbox. */
+static void free_outbox_locked(void)
 {
     struct uplink_record *r = U.head;
     while (r) {
@@ -175,6 +176,7 @@ static void free_all_records_locked(void)
     }
     U.head = U.tail = NULL;
     U.n_records = 0;
+    uplink_task_items_free_locked();
     U.bytes = 0;
 }
 
@@ -225,7 +227,7 @@ uint64_t uplink_session_begin(const struct uplink_session *s)
     U.tail = r;
     U.n_records++;
     uint64_t handle = r->handle;
-    wake_locked();
+    uplink_wake_locked();
     pthread_mutex_unlock(&U.lock);
     if (evicted)
         agent_log("uplink: outbox full: the oldest finished session was dropped");
@@ -276,7 +278,7 @@ void uplink_session_end(uint64_t handle, const struct uplink_session *s, void *g
     r->len = len;
     U.bytes += len;
     r->ended = 1;
-    wake_locked();
+    uplink_wake_locked();
     pthread_mutex_unlock(&U.lock);
     if (evicted)
         agent_log("uplink: outbox over %u bytes: %d older profile(s) dropped",
@@ -310,7 +312,8 @@ int uplink_take_work(struct uplink_work *out)
     memset(&U.work, 0, sizeof U.work);
     atomic_store(&U.work_flag, 0);
     pthread_mutex_unlock(&U.lock);
-    return out->settings_changed || out->n_profile_now > 0;
+    return out->settings_changed || out->n_profile_now > 0 || out->tasks_changed ||
+           out->n_ended > 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -344,7 +347,7 @@ static int spawn_locked(void)
 static void copy_field(char *d, size_t cap, const char *s, const char *def)
 {
     snprintf(d, cap, "%.*s", (int)cap - 1, s[0] ? s : def);
-    utf8_clean(d);
+    uplink_utf8_clean(d);
 }
 
 int uplink_start(const struct uplink_config *cfg)
@@ -380,6 +383,7 @@ int uplink_start(const struct uplink_config *cfg)
     if (!c->app[0])
         snprintf(c->app, sizeof c->app, "unknown");
     U.configured = 1;
+    free_outbox_locked(); /* a previous run's, if its thread outlived its stop */
     memset(&U.stats, 0, sizeof U.stats);
     memset(&U.work, 0, sizeof U.work);
     atomic_store(&U.work_flag, 0);
@@ -411,21 +415,23 @@ void uplink_stop(void)
         return;
     }
     int64_t now = uplink_mono_ms();
-    int flush = U.cfg.exit_flush_ms > 0 && (U.stats.registered || uplink_outbox_has_ended_locked());
+    int flush = U.cfg.exit_flush_ms > 0 &&
+                (U.stats.registered || uplink_outbox_has_ended_locked() ||
+                 uplink_task_items_locked() > 0);
     U.stopping = 1;
     U.stop_deadline_ms = now + (flush ? U.cfg.exit_flush_ms : 0);
     if (!flush)
         atomic_store(&U.abandon, 1);
     int64_t deadline = U.stop_deadline_ms;
     pthread_t th = U.thread;
-    wake_locked();
+    uplink_wake_locked();
     pthread_mutex_unlock(&U.lock);
 
     int rc = join_until(th, deadline + STOP_GRACE_MS);
     if (rc == ETIMEDOUT) {
         pthread_mutex_lock(&U.lock);
         atomic_store(&U.abandon, 1);
-        wake_locked();
+        uplink_wake_locked();
         pthread_mutex_unlock(&U.lock);
         rc = join_until(th, uplink_mono_ms() + STOP_GRACE_MS);
     }
@@ -438,12 +444,14 @@ void uplink_stop(void)
     }
     pthread_mutex_lock(&U.lock);
     U.started = 0;
-    size_t unsent = U.n_records;
+    size_t unsent = U.n_records, items = uplink_task_items_locked();
     if (!atomic_load(&U.thread_alive))
-        free_all_records_locked();
+        free_outbox_locked();
     pthread_mutex_unlock(&U.lock);
-    if (unsent)
-        agent_log("uplink: stopped with %zu session(s) not sent", unsent);
+    if (unsent || items)
+        agent_log("uplink: stopped with %zu session(s) and %zu task event(s) or capture(s) not "
+                  "sent",
+                  unsent, items);
 }
 
 /* ------------------------------------------------------------------ */
@@ -496,7 +504,7 @@ void uplink_atfork_child(void)
     U.stopping = 0;
     atomic_store(&U.thread_alive, 0);
     atomic_store(&U.abandon, 0);
-    free_all_records_locked();
+    free_outbox_locked();
     memset(&U.stats, 0, sizeof U.stats);
     memset(&U.work, 0, sizeof U.work);
     atomic_store(&U.work_flag, 0);
@@ -517,19 +525,3 @@ int uplink_restart_child(void)
     return rc;
 }
 
-
-/* ---- active profiling (placeholder until the link speaks §7) -------- */
-
-void uplink_capture_put(const struct uplink_capture *c, void *gz, size_t len)
-{
-    (void)c;
-    (void)len;
-    free(gz);
-}
-
-void uplink_task_event(int64_t task_id, const char *event, const char *message)
-{
-    (void)task_id;
-    (void)event;
-    (void)message;
-}

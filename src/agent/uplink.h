@@ -124,6 +124,13 @@ struct uplink_work {
     int tasks_changed;
     int n_tasks;
     struct task_spec tasks[UPLINK_MAX_TASKS];
+    /* Tasks whose capture claim the server refused (409) or whose claim
+     * ended them (limit reached) since the last call: the agent thread
+     * calls task_end(id) for each, before task_set.  At most
+     * UPLINK_MAX_TASKS (more are logged; the list above leaves them out
+     * anyway). */
+    int n_ended;
+    int64_t ended[UPLINK_MAX_TASKS];
     int n_profile_now;
     struct {
         int64_t id;

@@ -19,8 +19,12 @@
  * Each such sample weighs the wall time since the thread's last pass, and
  * carries the span the thread is in (sigsafe/span_rec.h), like the
  * handler's samples do.
- * Runs on the agent thread only.
+ * The blocked-thread read (state, registers, stack copy, walk) is
+ * wall.h's, shared with the task watcher's snapshots (task.c); the pass
+ * itself (wall_pass) runs on the agent thread only.
  */
+#include "wall.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -33,14 +37,7 @@
 #include "sigsafe/span_rec.h"
 #include "threads.h"
 
-#define WALL_COPY_MAX (128 * 1024)
-
-static uint8_t copybuf[WALL_COPY_MAX];
-
-struct pass {
-    int64_t now;
-    int pid;
-};
+static uint8_t copybuf[WALL_COPY_MAX]; /* the agent thread's (wall_pass) */
 
 static int read_file(const char *path, char *buf, size_t len)
 {
@@ -55,7 +52,7 @@ static int read_file(const char *path, char *buf, size_t len)
     return (int)n;
 }
 
-static char thread_state(int tid)
+char wall_thread_state(int tid)
 {
     char path[64], buf[512];
     snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
@@ -67,16 +64,14 @@ static char thread_state(int tid)
     return p[2];
 }
 
-/* sp and pc of a thread blocked in a syscall; 0 if it is running or the
- * file says nothing usable. */
-static int blocked_regs(int tid, uintptr_t *sp, uintptr_t *pc)
+int wall_blocked_regs(int tid, struct wall_regs *out)
 {
     char path[64], buf[256];
     snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
     if (read_file(path, buf, sizeof buf) < 0)
-        return -1;
+        return -ESRCH;
     if (strncmp(buf, "running", 7) == 0)
-        return -1;
+        return -EAGAIN;
     /* "NR a1 a2 a3 a4 a5 a6 sp pc", or "-1 sp pc" when blocked outside a
      * syscall. */
     char *tok[9];
@@ -84,10 +79,55 @@ static int blocked_regs(int tid, uintptr_t *sp, uintptr_t *pc)
     for (char *save = NULL, *t = strtok_r(buf, " \n", &save); t && n < 9; t = strtok_r(NULL, " \n", &save))
         tok[n++] = t;
     if (n != 9 && n != 3)
-        return -1;
-    *sp = (uintptr_t)strtoull(tok[n - 2], NULL, 16);
-    *pc = (uintptr_t)strtoull(tok[n - 1], NULL, 16);
-    return *sp && *pc ? 0 : -1;
+        return -ESRCH;
+    out->nr = n == 9 ? strtol(tok[0], NULL, 10) : -1;
+    out->sp = (uintptr_t)strtoull(tok[n - 2], NULL, 16);
+    out->pc = (uintptr_t)strtoull(tok[n - 1], NULL, 16);
+    return out->sp && out->pc ? 0 : -ESRCH;
+}
+
+int wall_blocked_stack(int tid, struct thread_slot *t, const struct wall_regs *regs, uint8_t *buf,
+                       size_t len, uintptr_t *pcs, int max, int *truncated)
+{
+    uintptr_t sp = regs->sp, pc = regs->pc;
+    uintptr_t lo, hi;
+    sampler_stack_bounds(t, sp, &lo, &hi);
+    size_t want = hi > sp ? hi - sp : 16384;
+    if (want > len)
+        want = len;
+    if (want > WALL_COPY_MAX)
+        want = WALL_COPY_MAX;
+    /* Page-sized iovecs: process_vm_readv stops at the first one that
+     * faults, so we keep whatever was readable. */
+    struct iovec local[WALL_COPY_MAX / 4096 + 1], remote[WALL_COPY_MAX / 4096 + 1];
+    size_t niov = 0, off = 0;
+    while (off < want) {
+        size_t chunk = 4096 - ((sp + off) & 4095);
+        if (chunk > want - off)
+            chunk = want - off;
+        local[niov].iov_base = buf + off;
+        local[niov].iov_len = chunk;
+        remote[niov].iov_base = (void *)(sp + off);
+        remote[niov].iov_len = chunk;
+        niov++;
+        off += chunk;
+    }
+    ssize_t got = process_vm_readv(getpid(), local, niov, remote, niov, 0);
+    if (got <= 0)
+        return -ESRCH;
+    struct wall_regs again;
+    if (wall_blocked_regs(tid, &again) != 0 || again.sp != sp || again.pc != pc)
+        return -EAGAIN; /* it moved while we copied */
+    struct unwind_regs ur = {.pc = pc, .sp = sp, .fp = 0, .fp_known = 0};
+    struct unwind_stack stk = {.lo = sp, .hi = sp + (uintptr_t)got,
+                               .delta = (intptr_t)((uintptr_t)buf - sp)};
+    int trunc = 0;
+    atomic_fetch_add(&sigsafe_active, 1);
+    int n = unwind_walk(&ur, &stk, pcs, max, &trunc);
+    atomic_fetch_sub(&sigsafe_active, 1);
+    if (truncated)
+        *truncated = trunc;
+    return n > 0 ? n : -ENOENT;
 }
 
 static void push(struct thread_slot *t, char state, int64_t weight)
@@ -116,66 +156,35 @@ static void push(struct thread_slot *t, char state, int64_t weight)
 
 static void sample_blocked(struct thread_slot *t, void *arg)
 {
-    struct pass *p = arg;
+    (void)arg;
     int tid = atomic_load(&t->tid);
-    char st = thread_state(tid);
+    char st = wall_thread_state(tid);
     if (st == 0 || st == 'R' || st == 'Z' || st == 'X')
         return; /* running: its CPU timer samples it; gone: nothing to do */
-    uintptr_t sp, pc;
-    if (blocked_regs(tid, &sp, &pc) != 0)
+    struct wall_regs regs;
+    if (wall_blocked_regs(tid, &regs) != 0)
         return;
     int64_t weight = sampler.interval_ns;
 
-    if (!(t->wall_stack && t->wall_sp == sp && t->wall_pc == pc)) {
+    if (!(t->wall_stack && t->wall_sp == regs.sp && t->wall_pc == regs.pc)) {
         if (!t->wall_stack) {
             t->wall_stack = malloc(UNWIND_MAX_FRAMES * sizeof(uintptr_t));
             if (!t->wall_stack)
                 return;
         }
-        uintptr_t lo, hi;
-        sampler_stack_bounds(t, sp, &lo, &hi);
-        size_t len = hi > sp ? hi - sp : 16384;
-        if (len > WALL_COPY_MAX)
-            len = WALL_COPY_MAX;
-        /* Page-sized iovecs: process_vm_readv stops at the first one that
-         * faults, so we keep whatever was readable. */
-        struct iovec local[WALL_COPY_MAX / 4096 + 1], remote[WALL_COPY_MAX / 4096 + 1];
-        size_t niov = 0, off = 0;
-        while (off < len) {
-            size_t chunk = 4096 - ((sp + off) & 4095);
-            if (chunk > len - off)
-                chunk = len - off;
-            local[niov].iov_base = copybuf + off;
-            local[niov].iov_len = chunk;
-            remote[niov].iov_base = (void *)(sp + off);
-            remote[niov].iov_len = chunk;
-            niov++;
-            off += chunk;
-        }
-        ssize_t got = process_vm_readv(p->pid, local, niov, remote, niov, 0);
-        if (got <= 0)
-            return;
-        uintptr_t sp2, pc2;
-        if (blocked_regs(tid, &sp2, &pc2) != 0 || sp2 != sp || pc2 != pc)
-            return; /* it moved while we copied */
-        struct unwind_regs regs = {.pc = pc, .sp = sp, .fp = 0, .fp_known = 0};
-        struct unwind_stack stk = {.lo = sp, .hi = sp + (uintptr_t)got,
-                                   .delta = (intptr_t)((uintptr_t)copybuf - sp)};
-        int trunc = 0;
-        atomic_fetch_add(&sigsafe_active, 1);
-        int n = unwind_walk(&regs, &stk, t->wall_stack, sampler.max_frames, &trunc);
-        atomic_fetch_sub(&sigsafe_active, 1);
+        int n = wall_blocked_stack(tid, t, &regs, copybuf, sizeof copybuf, t->wall_stack,
+                                   sampler.max_frames, NULL);
         if (n <= 0)
             return;
         t->wall_n = (uint16_t)n;
-        t->wall_sp = sp;
-        t->wall_pc = pc;
+        t->wall_sp = regs.sp;
+        t->wall_pc = regs.pc;
     }
     push(t, st, weight);
 }
 
 void wall_pass(int64_t now_ns)
 {
-    struct pass p = {.now = now_ns, .pid = getpid()};
-    threads_foreach(sample_blocked, &p);
+    (void)now_ns;
+    threads_foreach(sample_blocked, NULL);
 }

@@ -11,6 +11,10 @@
  * (span_rec.h), and publishes it.  Everything else — hashing stacks,
  * symbols, files — happens later on the agent thread.
  *
+ * The same signal, queued to one thread by the task watcher (si_code
+ * SI_QUEUE, SNAPSHOT_TAG), asks for one stack in the snapshot box
+ * instead (sampler.h): active profiling of a running thread.
+ *
  * Weight: a CPU-time timer on this kernel is checked at scheduler ticks,
  * so at high frequencies one signal stands for several expirations; the
  * kernel reports the missed ones in si_overrun.  A sample therefore weighs
@@ -108,8 +112,8 @@ int sampler_arm_timer(struct thread_slot *t, int64_t interval_ns, int initial)
 
 void sampler_stack_bounds(struct thread_slot *t, uintptr_t sp, uintptr_t *lo, uintptr_t *hi)
 {
-    uintptr_t l = atomic_load_explicit(&t->stack_lo, memory_order_relaxed);
-    uintptr_t h = atomic_load_explicit(&t->stack_hi, memory_order_relaxed);
+    uintptr_t l = t ? atomic_load_explicit(&t->stack_lo, memory_order_relaxed) : 0;
+    uintptr_t h = t ? atomic_load_explicit(&t->stack_hi, memory_order_relaxed) : 0;
     if (h && sp >= l && sp < h) {
         *lo = sp;
         *hi = h;
@@ -139,11 +143,55 @@ void sampler_stack_bounds(struct thread_slot *t, uintptr_t sp, uintptr_t *lo, ui
     }
 }
 
+/* A snapshot request (sampler.h, struct snapshot_box): if the box waits
+ * for this very thread, claim it and unwind the interrupted context into
+ * it.  Independent of sampler.running and of the thread table (a thread
+ * the table does not know unwinds within the mapping that holds its sp);
+ * no ring, no timer. */
+static void snapshot_take(const ucontext_t *uc)
+{
+    struct snapshot_box *b = &sampler.snapshot;
+    uint64_t st = atomic_load_explicit(&b->state, memory_order_acquire);
+    if (SNAPSHOT_PHASE(st) != SNAPSHOT_REQUESTED)
+        return;
+    int tid = sys_gettid();
+    if (atomic_load_explicit(&b->tid, memory_order_relaxed) != tid)
+        return;
+    uint64_t base = st & ~(uint64_t)3;
+    if (!atomic_compare_exchange_strong_explicit(&b->state, &st, base | SNAPSHOT_WRITING,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return; /* given up by the requester meanwhile */
+    struct thread_slot *t = sampler_tls_slot;
+    if (!t)
+        t = sampler_find_thread(tid);
+    struct unwind_regs regs = {
+        .pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP],
+        .sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP],
+        .fp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP],
+        .fp_known = 1,
+    };
+    struct unwind_stack stk = {0, 0, 0};
+    sampler_stack_bounds(t, regs.sp, &stk.lo, &stk.hi);
+    int truncated = 0;
+    int n = unwind_walk(&regs, &stk, b->pcs, SNAPSHOT_MAX_FRAMES, &truncated);
+    b->nframes = n < 0 ? 0 : n;
+    b->truncated = truncated;
+    atomic_store_explicit(&b->state, base | SNAPSHOT_WRITTEN, memory_order_release);
+}
+
 void sampler_handler(int sig, siginfo_t *si, void *ucv)
 {
     (void)sig;
     int saved_errno = errno;
     atomic_fetch_add_explicit(&sigsafe_active, 1, memory_order_acq_rel);
+    if (si->si_code == SI_QUEUE) {
+        /* Not a timer's: a snapshot request, or someone else's signal. */
+        if (si->si_value.sival_int == SNAPSHOT_TAG)
+            snapshot_take(ucv);
+        atomic_fetch_sub_explicit(&sigsafe_active, 1, memory_order_acq_rel);
+        errno = saved_errno;
+        return;
+    }
     uint64_t t0 = sampler.selftime ? __rdtsc() : 0;
 
     if (si->si_code != SI_TIMER || si->si_value.sival_int != SAMPLER_TAG ||

@@ -24,6 +24,37 @@ struct span_rec;
  * someone else with sigqueue, say) is ignored. */
 #define SAMPLER_TAG 0x50de
 
+/* si_value of a snapshot request (si_code SI_QUEUE, sent by the task
+ * watcher with rt_tgsigqueueinfo to one thread): the handler unwinds the
+ * interrupted context into sampler.snapshot. */
+#define SNAPSHOT_TAG 0x5a47
+#define SNAPSHOT_MAX_FRAMES 64
+
+/* Phases of the snapshot box (the low 2 bits of its state word). */
+#define SNAPSHOT_IDLE 0u
+#define SNAPSHOT_REQUESTED 1u  /* tid set; waiting for that thread's handler */
+#define SNAPSHOT_WRITING 2u    /* claimed by the handler, which writes pcs */
+#define SNAPSHOT_WRITTEN 3u    /* pcs ready for the requester */
+#define SNAPSHOT_PHASE(state) ((unsigned)((state)&3u))
+#define SNAPSHOT_SEQ(state) ((state) >> 2)
+
+/* One stack on demand, for active profiling (task.c).  state = (sequence
+ * << 2) | phase.  Transitions: the requester (one thread: the task
+ * watcher) moves IDLE -> REQUESTED (new sequence, tid written before,
+ * release), and back REQUESTED -> IDLE (CAS) when no answer came in time;
+ * the handler of thread tid alone moves REQUESTED -> WRITING (CAS, so at
+ * most one handler writes) and WRITING -> WRITTEN (release) once pcs,
+ * nframes and truncated hold the stack; the requester copies them and
+ * stores IDLE.  A stale signal (its request gone) finds a phase other
+ * than REQUESTED, or another tid, and does nothing. */
+struct snapshot_box {
+    _Atomic uint64_t state;
+    _Atomic int tid;
+    int nframes;
+    int truncated;
+    uintptr_t pcs[SNAPSHOT_MAX_FRAMES];
+};
+
 /* A pseudo leaf pc: CPU an exiting thread used that no sample reached
  * (threads shorter than a tick).  Export names it UNSAMPLED_NAME, under
  * the thread's start routine, so no real function gets that self time. */
@@ -110,6 +141,7 @@ struct sampler_state {
     uint64_t tsc_mult;             /* ns = (tsc ticks * tsc_mult) >> 32 */
     _Atomic uint64_t selftime_n;
     _Atomic uint32_t selftime_hist[SELFTIME_BUCKETS]; /* SELFTIME_NS_PER_BUCKET ns each; last = overflow */
+    struct snapshot_box snapshot;  /* answered whether or not running */
 };
 
 extern struct sampler_state sampler;
@@ -117,7 +149,9 @@ extern struct sampler_state sampler;
 /* The calling thread's slot, cached (initial-exec TLS). */
 extern __thread struct thread_slot *sampler_tls_slot;
 
-/* SA_SIGINFO handler for sampler.signo.  async-signal-safe. */
+/* SA_SIGINFO handler for sampler.signo: a sample for our timers'
+ * signals (SI_TIMER, SAMPLER_TAG) while running; a snapshot for a
+ * request (SI_QUEUE, SNAPSHOT_TAG) at any time.  async-signal-safe. */
 void sampler_handler(int sig, siginfo_t *si, void *ucontext);
 
 /* Lock-free lookup of tid in the thread table; NULL if absent.
@@ -125,8 +159,9 @@ void sampler_handler(int sig, siginfo_t *si, void *ucontext);
 struct thread_slot *sampler_find_thread(int tid);
 
 /* Readable stack range of thread t from sp upward: its exact bounds, else
- * the snapshot mapping that holds sp (capped at 8 MiB).  lo = hi = 0 if
- * unknown.  async-signal-safe. */
+ * the snapshot mapping that holds sp (capped at 8 MiB).  t may be NULL (a
+ * thread not in the table): the mapping only.  lo = hi = 0 if unknown.
+ * async-signal-safe. */
 void sampler_stack_bounds(struct thread_slot *t, uintptr_t sp, uintptr_t *lo, uintptr_t *hi);
 
 /* Arms t's timer through the raw syscalls.  initial: first arming, at a

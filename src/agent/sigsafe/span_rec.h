@@ -50,7 +50,8 @@ struct span_rec {
     char interface[SONDE_SPAN_INTERFACE_MAX]; /* NUL-terminated */
     char trace_id[SONDE_SPAN_TRACE_MAX];      /* NUL-terminated */
     /* The rest: span.c only. */
-    int64_t start_ns;          /* CLOCK_REALTIME at begin, ns since the epoch */
+    _Atomic int64_t start_ns;  /* CLOCK_REALTIME at begin, ns since the epoch;
+                                  written before key is published */
     _Atomic int status;        /* response code, 0 = not set */
     uint64_t gen;              /* spans begun on this record, ever (owner) */
     uint64_t rng;              /* trace id generator state, owner only */
@@ -58,6 +59,17 @@ struct span_rec {
     _Atomic uint64_t sampled;  /* spans ended with >= 1 sample (stats) */
     _Atomic uint32_t free_next; /* free list link: index + 1, 0 = end */
     char peer[SONDE_SPAN_PEER_MAX]; /* NUL-terminated; racy by contract */
+    /* Capture marks (span.h: span_rec_watch; task.c).  The task watcher
+     * stores in watched_key the key of a span it may capture; whoever
+     * ends that span (sonde_span_end, a later begin, the thread's exit)
+     * first stores end_ns, end_status and end_peer, then ended_key =
+     * the key (release), and only then clears key.  A span nobody
+     * watches costs its end one load of watched_key. */
+    _Atomic uint64_t watched_key;
+    _Atomic uint64_t ended_key;
+    _Atomic int64_t end_ns;     /* CLOCK_REALTIME at the end */
+    _Atomic int end_status;     /* status at the end, 0 = not set */
+    char end_peer[SONDE_SPAN_PEER_MAX]; /* peer at the end, NUL-terminated */
 } __attribute__((aligned(64)));
 
 /* The calling thread's record (NULL until its first sonde_span_begin),
