@@ -45,6 +45,10 @@ json_t *api_task_agent_json(const struct store_task_agent *a);
  *  "interface","start_ms","response_code"|null,"peer"|null,"total_ms",
  *  "snapshots","state","profile_bytes","created_ms"}. */
 json_t *api_capture_json(const struct store_capture *c);
+/* obj with member key set to v, taking both references: obj, or NULL
+ * (both released) when either is NULL or setting runs out of memory —
+ * for http_json, which answers NULL with a 500. */
+json_t *api_json_with(json_t *obj, const char *key, json_t *v);
 
 /* --- settings.c ---------------------------------------------------- */
 
@@ -107,6 +111,14 @@ void ingest_free(struct ingest *in);
  * sorted by trace id; at most INGEST_MAX_TRACES.  *out malloc'ed (NULL
  * when none).  0 or -ENOMEM. */
 int ingest_traces(const struct pprof_profile *p, struct store_trace_span **out, size_t *n);
+
+/* --- api_task.c ---------------------------------------------------- */
+
+/* Lets the store end the tasks whose time is up (store_task_expire) and
+ * wakes the polls when one did: their agents must stop watching.  Called
+ * before any answer about a task's state and by the server's tick.  A
+ * failure is only logged (the caller goes on; the next call retries). */
+void api_task_expire(struct server *srv, int64_t now_ms);
 
 /* --- api_view.c ---------------------------------------------------- */
 

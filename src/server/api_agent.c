@@ -56,19 +56,6 @@ static int one_of(const char *s, const char *const *names)
     return 0;
 }
 
-/* The request's JSON object, holding no field outside allowed; NULL with
- * res set (400). */
-static json_t *body_with(const struct request *req, struct response *res,
-                         const char *const *allowed)
-{
-    json_t *body = http_body_object(req, res);
-    if (body && jv_only(res, body, allowed) != 0) {
-        json_decref(body);
-        return NULL;
-    }
-    return body;
-}
-
 /* Replies with store error rc; what a handler then returns. */
 static enum http_result store_failed(struct server *srv, struct response *res, int rc)
 {
@@ -159,7 +146,7 @@ static enum http_result agent_register(struct request *req, struct response *res
     static const char *const allowed[] = {"app",     "instance", "pid", "agent_version",
                                           "cmdline", "started_ms", NULL};
     struct server *srv = req->srv;
-    json_t *body = body_with(req, res, allowed);
+    json_t *body = http_body_only(req, res, allowed);
     if (!body)
         return HTTP_DONE;
 
@@ -219,7 +206,7 @@ static enum http_result agent_heartbeat(struct request *req, struct response *re
     static const char *const allowed[] = {"agent_id", "cpu_pct", "mem_pct", "dropped_uploads",
                                           NULL};
     struct server *srv = req->srv;
-    json_t *body = body_with(req, res, allowed);
+    json_t *body = http_body_only(req, res, allowed);
     if (!body)
         return HTTP_DONE;
     int64_t id, dropped;
@@ -254,7 +241,7 @@ static enum http_result agent_stop(struct request *req, struct response *res)
 {
     static const char *const allowed[] = {"agent_id", NULL};
     struct server *srv = req->srv;
-    json_t *body = body_with(req, res, allowed);
+    json_t *body = http_body_only(req, res, allowed);
     if (!body)
         return HTTP_DONE;
     int64_t id;
@@ -430,11 +417,7 @@ static enum http_result agent_poll(struct request *req, struct response *res)
     /* Tasks whose end passed expire now, so that this answer (and every
      * other poll, woken when one did) has them gone.  A failure is only
      * logged: the tick and the next call retry. */
-    int64_t expired = 0;
-    if (store_task_expire(srv->store, req->now_ms, &expired) < 0)
-        fprintf(stderr, "sonded: task expiry: %s\n", store_errmsg(srv->store));
-    else if (expired > 0)
-        server_notify(srv);
+    api_task_expire(srv, req->now_ms);
 
     /* The versions are read before the requests and tasks: a change that
      * lands between the reads is then seen at the next poll, not lost. */
@@ -494,7 +477,7 @@ static enum http_result session_create(struct request *req, struct response *res
     static const char *const allowed[] = {"agent_id", "triggered_by", "request_id",
                                           "profile_types", "start_ms", "duration_s", NULL};
     struct server *srv = req->srv;
-    json_t *body = body_with(req, res, allowed);
+    json_t *body = http_body_only(req, res, allowed);
     if (!body)
         return HTTP_DONE;
 
@@ -549,7 +532,7 @@ static enum http_result session_patch(struct request *req, struct response *res)
     static const char *const allowed[] = {"state",   "duration_s", "samples", "traces",
                                           "cpu_pct", "mem_pct",    NULL};
     struct server *srv = req->srv;
-    json_t *body = body_with(req, res, allowed);
+    json_t *body = http_body_only(req, res, allowed);
     if (!body)
         return HTTP_DONE;
 

@@ -29,29 +29,6 @@
 #include "server/http.h"
 #include "server/store.h"
 
-/* Replies out (NULL: building it ran out of memory, a 500). */
-static enum http_result reply(struct response *res, int status, json_t *out)
-{
-    if (!out)
-        http_error(res, 500, "out of memory building the response");
-    else
-        http_json(res, status, out);
-    return HTTP_DONE;
-}
-
-/* The request's JSON object, holding no field outside allowed; NULL with
- * res set (400). */
-static json_t *body_with(const struct request *req, struct response *res,
-                         const char *const *allowed)
-{
-    json_t *body = http_body_object(req, res);
-    if (body && jv_only(res, body, allowed) != 0) {
-        json_decref(body);
-        return NULL;
-    }
-    return body;
-}
-
 /* obj[field]: a string of 0..maxlen-1 bytes of printable UTF-8 (absent:
  * ""), copied into out (maxlen bytes). */
 static int text_or_empty(struct response *res, json_t *obj, const char *field, size_t maxlen,
@@ -74,27 +51,18 @@ static int text_or_empty(struct response *res, json_t *obj, const char *field, s
     return 0;
 }
 
-/* Expiry before any answer about a task's state (see api_task.c). */
-static void expire_tasks(struct request *req)
-{
-    int64_t n = 0;
-    if (store_task_expire(req->srv->store, req->now_ms, &n) < 0)
-        fprintf(stderr, "sonded: task expiry: %s\n", store_errmsg(req->srv->store));
-    else if (n > 0)
-        server_notify(req->srv);
-}
-
 /* Task req->id and agent agent_id, both known; -1 with 404/500 on res. */
 static int load_task_agent(struct request *req, struct response *res, int64_t agent_id,
                            struct store_task *t, struct store_agent *a)
 {
     struct store *st = req->srv->store;
     int rc = store_task_get(st, req->id, t);
-    if (rc == -ENOENT) {
-        http_error(res, 404, "task %lld not found", (long long)req->id);
+    if (rc < 0) {
+        http_id_error(req, res, rc, "task", "not found");
         return -1;
     }
-    if (rc == 0 && (rc = store_agent_get(st, agent_id, a)) == -ENOENT) {
+    rc = store_agent_get(st, agent_id, a);
+    if (rc == -ENOENT) {
         http_error(res, 404, "agent %lld not found (register again)", (long long)agent_id);
         return -1;
     }
@@ -119,7 +87,7 @@ static enum http_result task_event(struct request *req, struct response *res)
     int64_t agent_id;
     const char *event = NULL;
 
-    json_t *body = body_with(req, res, allowed);
+    json_t *body = http_body_only(req, res, allowed);
     if (!body)
         return HTTP_DONE;
     int rc = jv_int(res, body, "agent_id", 1, INT64_MAX, 1, 0, &agent_id);
@@ -141,7 +109,7 @@ static enum http_result task_event(struct request *req, struct response *res)
     if (rc != 0)
         return HTTP_DONE;
 
-    expire_tasks(req);
+    api_task_expire(req->srv, req->now_ms);
     if (load_task_agent(req, res, agent_id, &t, &a) < 0)
         return HTTP_DONE;
     /* Logged whatever the task's state: a late "stopped" tells the end
@@ -153,8 +121,8 @@ static enum http_result task_event(struct request *req, struct response *res)
         http_store_error(res, st, rc, NULL);
         return HTTP_DONE;
     }
-    return reply(res, 200,
-                 json_pack("{s:I,s:s}", "task_id", (json_int_t)t.id, "state", t.state));
+    http_json(res, 200, json_pack("{s:I,s:s}", "task_id", (json_int_t)t.id, "state", t.state));
+    return HTTP_DONE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -194,7 +162,7 @@ static enum http_result capture_claim(struct request *req, struct response *res)
     struct store_agent a;
     const char *trace = NULL, *iface = NULL;
 
-    json_t *body = body_with(req, res, allowed);
+    json_t *body = http_body_only(req, res, allowed);
     if (!body)
         return HTTP_DONE;
     int rc = jv_int(res, body, "agent_id", 1, INT64_MAX, 1, 0, &c.agent_id);
@@ -223,7 +191,7 @@ static enum http_result capture_claim(struct request *req, struct response *res)
     /* Expired at this very now_ms, so the claim below (which refuses a
      * task past its end at the same now_ms) and the state it reports
      * agree. */
-    expire_tasks(req);
+    api_task_expire(req->srv, req->now_ms);
     if (load_task_agent(req, res, c.agent_id, &t, &a) < 0)
         return HTTP_DONE;
     if (strcmp(c.interface, t.interface) != 0) {
@@ -254,9 +222,10 @@ static enum http_result capture_claim(struct request *req, struct response *res)
     /* The last slot: every agent of the app must stop watching now. */
     if (strcmp(state, "running") != 0)
         server_notify(srv);
-    return reply(res, 201,
-                 json_pack("{s:I,s:I,s:s}", "capture_id", (json_int_t)c.id, "slot",
-                           (json_int_t)c.slot, "task_state", state));
+    http_json(res, 201,
+              json_pack("{s:I,s:I,s:s}", "capture_id", (json_int_t)c.id, "slot",
+                        (json_int_t)c.slot, "task_state", state));
+    return HTTP_DONE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -271,14 +240,8 @@ static enum http_result snapshots_upload(struct request *req, struct response *r
     /* Cheap refusals first: nothing is inflated for a capture that cannot
      * take snapshots.  The store checks again in its transaction. */
     int rc = store_capture_get(srv->store, req->id, &c);
-    if (rc == -ENOENT) {
-        http_error(res, 404, "capture %lld not found", (long long)req->id);
-        return HTTP_DONE;
-    }
-    if (rc < 0) {
-        http_store_error(res, srv->store, rc, NULL);
-        return HTTP_DONE;
-    }
+    if (rc < 0)
+        return http_id_error(req, res, rc, "capture", "not found");
     if (c.profile_bytes > 0) {
         http_error(res, 409, "capture %lld already has its snapshots", (long long)req->id);
         return HTTP_DONE;
@@ -291,14 +254,12 @@ static enum http_result snapshots_upload(struct request *req, struct response *r
                                    in.tree_len, snapshots, req->now_ms);
     if (rc == -EEXIST)
         http_error(res, 409, "capture %lld already has its snapshots", (long long)req->id);
-    else if (rc == -ENOENT)
-        http_error(res, 404, "capture %lld not found", (long long)req->id);
     else if (rc < 0)
-        http_store_error(res, srv->store, rc, NULL);
+        http_id_error(req, res, rc, "capture", "not found");
     else
-        reply(res, 201,
-              json_pack("{s:I,s:I,s:I}", "capture_id", (json_int_t)req->id, "snapshots",
-                        (json_int_t)snapshots, "bytes", (json_int_t)in.pprof_len));
+        http_json(res, 201,
+                  json_pack("{s:I,s:I,s:I}", "capture_id", (json_int_t)req->id, "snapshots",
+                            (json_int_t)snapshots, "bytes", (json_int_t)in.pprof_len));
     ingest_free(&in);
     return HTTP_DONE;
 }

@@ -32,16 +32,6 @@
  * are cut there (the flame graph has them all). */
 #define TIMELINE_FRAMES_MAX 64
 
-/* Replies out (NULL: building it ran out of memory, a 500). */
-static enum http_result reply(struct response *res, int status, json_t *out)
-{
-    if (!out)
-        http_error(res, 500, "out of memory building the response");
-    else
-        http_json(res, status, out);
-    return HTTP_DONE;
-}
-
 /* A JSON string of the bytes s (from an uploaded profile: not trusted to
  * be UTF-8; other bytes show as '?', as in views.c).  NULL on ENOMEM. */
 static json_t *text_json(const char *s)
@@ -64,12 +54,8 @@ static json_t *text_json(const char *s)
 static int load_capture(struct request *req, struct response *res, struct store_capture *c)
 {
     int rc = store_capture_get(req->srv->store, req->id, c);
-    if (rc == -ENOENT) {
-        http_error(res, 404, "capture %lld not found", (long long)req->id);
-        return -1;
-    }
     if (rc < 0) {
-        http_store_error(res, req->srv->store, rc, NULL);
+        http_id_error(req, res, rc, "capture", "not found");
         return -1;
     }
     return 0;
@@ -194,16 +180,8 @@ static enum http_result capture_get(struct request *req, struct response *res)
         timeline = timeline_json(p);
         pprof_profile_free(p);
     }
-    json_t *out = api_capture_json(&c);
-    if (!out || !timeline) {
-        json_decref(out);
-        json_decref(timeline);
-        out = NULL;
-    } else if (json_object_set_new(out, "timeline", timeline) < 0) { /* steals */
-        json_decref(out);
-        out = NULL;
-    }
-    return reply(res, 200, out);
+    http_json(res, 200, api_json_with(api_capture_json(&c), "timeline", timeline));
+    return HTTP_DONE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -223,14 +201,8 @@ static enum http_result capture_profile(struct request *req, struct response *re
     if (load_capture(req, res, &c) < 0)
         return HTTP_DONE;
     int rc = store_capture_profile_get(req->srv->store, req->id, &buf, &len);
-    if (rc == -ENOENT) {
-        http_error(res, 404, "capture %lld has no snapshots yet", (long long)req->id);
-        return HTTP_DONE;
-    }
-    if (rc < 0) {
-        http_store_error(res, req->srv->store, rc, NULL);
-        return HTTP_DONE;
-    }
+    if (rc < 0)
+        return http_id_error(req, res, rc, "capture", "has no snapshots yet");
     http_bytes_take(res, 200, "application/octet-stream", buf, len);
     snprintf(res->header_name, sizeof res->header_name, "Content-Disposition");
     snprintf(res->header_value, sizeof res->header_value,
@@ -302,8 +274,9 @@ static enum http_result trace_get(struct request *req, struct response *res)
             http_store_error(res, st, rc, NULL);
         return HTTP_DONE;
     }
-    return reply(res, 200,
-                 json_pack("{s:s,s:o,s:o}", "trace_id", trace, "captures", jc, "sessions", js));
+    http_json(res, 200,
+              json_pack("{s:s,s:o,s:o}", "trace_id", trace, "captures", jc, "sessions", js));
+    return HTTP_DONE;
 }
 
 const struct route api_capture_routes[] = {

@@ -58,18 +58,6 @@ static int query_enum(const struct request *req, struct response *res, const cha
     return -EINVAL;
 }
 
-/* A store error about the object of the request's {id}: 404 "<kind>
- * <id> <problem>" for -ENOENT, else the store's own. */
-static enum http_result id_error(struct request *req, struct response *res, int rc,
-                                 const char *kind, const char *problem)
-{
-    char what[64];
-
-    snprintf(what, sizeof what, "%s %lld %s", kind, (long long)req->id, problem);
-    http_store_error(res, req->srv->store, rc, rc == -ENOENT ? what : NULL);
-    return HTTP_DONE;
-}
-
 /* The JSON array of render(item, req) for the n items of size bytes at
  * items, which it frees.  NULL after a 500 "out of memory listing
  * <what>" on res. */
@@ -136,7 +124,7 @@ static enum http_result agent_get(struct request *req, struct response *res)
     int rc = store_agent_get(req->srv->store, req->id, &a);
 
     if (rc < 0)
-        return id_error(req, res, rc, "agent", "not found");
+        return http_id_error(req, res, rc, "agent", "not found");
     http_json(res, 200, api_agent_json(&a, req->now_ms, req->srv->cfg.heartbeat_s));
     return HTTP_DONE;
 }
@@ -199,7 +187,7 @@ static enum http_result session_get(struct request *req, struct response *res)
     int rc = store_session_get(req->srv->store, req->id, &s);
 
     if (rc < 0)
-        return id_error(req, res, rc, "session", "not found");
+        return http_id_error(req, res, rc, "session", "not found");
     http_json(res, 200, api_session_json(&s));
     return HTTP_DONE;
 }
@@ -214,10 +202,10 @@ static enum http_result session_profile(struct request *req, struct response *re
      * 404 but say different things to whoever is waiting for an upload. */
     int rc = store_session_get(req->srv->store, req->id, &s);
     if (rc < 0)
-        return id_error(req, res, rc, "session", "not found");
+        return http_id_error(req, res, rc, "session", "not found");
     rc = store_profile_get(req->srv->store, req->id, &buf, &len);
     if (rc < 0)
-        return id_error(req, res, rc, "session", "has no profile");
+        return http_id_error(req, res, rc, "session", "has no profile");
     http_bytes_take(res, 200, "application/octet-stream", buf, len);
     snprintf(res->header_name, sizeof res->header_name, "Content-Disposition");
     snprintf(res->header_value, sizeof res->header_value,

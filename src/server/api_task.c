@@ -11,9 +11,10 @@
  * (server_notify), so a task reaches polling agents in milliseconds.
  *
  * Expiry is lazy as well as periodic: every read here first lets the
- * store expire the tasks whose end has passed (store_task_expire), so a
- * reader never sees "running" for a task that is over, whatever the
- * background tick (main.c) has done yet.
+ * store expire the tasks whose end has passed (api_task_expire, which the
+ * agents' side and the background tick of main.c call too), so a reader
+ * never sees "running" for a task that is over, whatever the tick has
+ * done yet.
  *
  * Refusals name the field and its range in the words of the design
  * ("threshold_ms must be an integer from 50 to 30000"), and a body is
@@ -40,41 +41,24 @@ static const char *const task_states[] = {"running", "limit-reached", "expired",
 /* ------------------------------------------------------------------ */
 /* Shared                                                              */
 
-/* Lets the store end the tasks whose time is up; wakes the polls when
- * one did (their agents must stop watching).  A failure is only logged:
- * the read goes on and the next call retries. */
-static void expire_tasks(struct request *req)
+void api_task_expire(struct server *srv, int64_t now_ms)
 {
     int64_t n = 0;
-    if (store_task_expire(req->srv->store, req->now_ms, &n) < 0)
-        fprintf(stderr, "sonded: task expiry: %s\n", store_errmsg(req->srv->store));
+    if (store_task_expire(srv->store, now_ms, &n) < 0)
+        fprintf(stderr, "sonded: task expiry: %s\n", store_errmsg(srv->store));
     else if (n > 0)
-        server_notify(req->srv);
+        server_notify(srv);
 }
 
 /* The task of the request's {id} into *t; -1 with 404/500 on res. */
 static int load_task(struct request *req, struct response *res, struct store_task *t)
 {
     int rc = store_task_get(req->srv->store, req->id, t);
-    if (rc == -ENOENT) {
-        http_error(res, 404, "task %lld not found", (long long)req->id);
-        return -1;
-    }
     if (rc < 0) {
-        http_store_error(res, req->srv->store, rc, NULL);
+        http_id_error(req, res, rc, "task", "not found");
         return -1;
     }
     return 0;
-}
-
-/* Replies out (NULL: building it ran out of memory, a 500). */
-static enum http_result reply(struct response *res, int status, json_t *out)
-{
-    if (!out)
-        http_error(res, 500, "out of memory building the response");
-    else
-        http_json(res, status, out);
-    return HTTP_DONE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -133,13 +117,11 @@ static enum http_result task_create(struct request *req, struct response *res)
                                           NULL};
     struct server *srv = req->srv;
     struct store_task t = {.token_id = req->token.id, .created_ms = req->now_ms};
-    json_t *body = http_body_object(req, res);
+    json_t *body = http_body_only(req, res, allowed);
     if (!body)
         return HTTP_DONE;
 
-    int rc = jv_only(res, body, allowed);
-    if (rc == 0)
-        rc = task_text(res, body, "app", STORE_APP_MAX, t.app);
+    int rc = task_text(res, body, "app", STORE_APP_MAX, t.app);
     if (rc == 0)
         rc = task_text(res, body, "interface", STORE_INTERFACE_MAX, t.interface);
     if (rc == 0) {
@@ -173,7 +155,8 @@ static enum http_result task_create(struct request *req, struct response *res)
     }
     /* The agents of the app are waiting in their polls: tell them now. */
     server_notify(srv);
-    return reply(res, 201, api_task_json(&t));
+    http_json(res, 201, api_task_json(&t));
+    return HTTP_DONE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -214,7 +197,7 @@ static enum http_result tasks_list(struct request *req, struct response *res)
     f.to_ms = to;
     f.limit = (size_t)limit;
 
-    expire_tasks(req);
+    api_task_expire(req->srv, req->now_ms);
     struct store_task *tasks = NULL;
     size_t n = 0;
     int rc = store_task_list(req->srv->store, &f, &tasks, &n);
@@ -230,7 +213,8 @@ static enum http_result tasks_list(struct request *req, struct response *res)
         }
     }
     free(tasks);
-    return reply(res, 200, arr ? json_pack("{s:o}", "tasks", arr) : NULL);
+    http_json(res, 200, arr ? json_pack("{s:o}", "tasks", arr) : NULL);
+    return HTTP_DONE;
 }
 
 static enum http_result task_get(struct request *req, struct response *res)
@@ -239,7 +223,7 @@ static enum http_result task_get(struct request *req, struct response *res)
     struct store_task_agent *agents = NULL;
     size_t n = 0;
 
-    expire_tasks(req);
+    api_task_expire(req->srv, req->now_ms);
     if (load_task(req, res, &t) < 0)
         return HTTP_DONE;
     int rc = store_task_agents(req->srv->store, req->id, &agents, &n);
@@ -247,7 +231,6 @@ static enum http_result task_get(struct request *req, struct response *res)
         http_store_error(res, req->srv->store, rc, NULL);
         return HTTP_DONE;
     }
-    json_t *out = api_task_json(&t);
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < n; i++) {
         if (json_array_append_new(arr, api_task_agent_json(&agents[i])) < 0) {
@@ -256,15 +239,8 @@ static enum http_result task_get(struct request *req, struct response *res)
         }
     }
     free(agents);
-    if (!out || !arr) {
-        json_decref(out);
-        json_decref(arr);
-        out = NULL;
-    } else if (json_object_set_new(out, "agents", arr) < 0) { /* steals arr */
-        json_decref(out);
-        out = NULL;
-    }
-    return reply(res, 200, out);
+    http_json(res, 200, api_json_with(api_task_json(&t), "agents", arr));
+    return HTTP_DONE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -278,36 +254,30 @@ static enum http_result task_cancel(struct request *req, struct response *res)
 
     /* No body, or an empty object. */
     if (req->body_len > 0) {
-        json_t *body = http_body_object(req, res);
-        int rc = body ? jv_only(res, body, allowed) : -EINVAL;
-        json_decref(body);
-        if (rc != 0)
+        json_t *body = http_body_only(req, res, allowed);
+        if (!body)
             return HTTP_DONE;
+        json_decref(body);
     }
     /* A task whose time is up has expired, whether or not the tick has
      * said so yet: it is not cancelled then. */
-    expire_tasks(req);
+    api_task_expire(req->srv, req->now_ms);
     char who[STORE_NAME_MAX + 32];
     snprintf(who, sizeof who, "%s (token %lld)", req->token.name, (long long)req->token.id);
     int rc = store_task_cancel(srv->store, req->id, req->now_ms, who);
-    if (rc == -ENOENT) {
-        http_error(res, 404, "task %lld not found", (long long)req->id);
-        return HTTP_DONE;
-    }
     if (rc == -EEXIST) {
         if (load_task(req, res, &t) == 0)
             http_error(res, 409, "task %lld has already ended (%s)", (long long)req->id,
                        t.state);
         return HTTP_DONE;
     }
-    if (rc < 0) {
-        http_store_error(res, srv->store, rc, NULL);
-        return HTTP_DONE;
-    }
+    if (rc < 0)
+        return http_id_error(req, res, rc, "task", "not found");
     server_notify(srv);
     if (load_task(req, res, &t) < 0)
         return HTTP_DONE;
-    return reply(res, 200, api_task_json(&t));
+    http_json(res, 200, api_task_json(&t));
+    return HTTP_DONE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -363,19 +333,13 @@ static enum http_result task_logs(struct request *req, struct response *res)
     struct store_task_agent *agents = NULL;
     size_t n = 0, nagents = 0;
 
-    expire_tasks(req);
+    api_task_expire(req->srv, req->now_ms);
     int rc = store_task_logs(st, req->id, &logs, &n);
     if (rc == 0)
         rc = store_task_agents(st, req->id, &agents, &nagents);
-    if (rc == -ENOENT) {
-        free(logs);
-        http_error(res, 404, "task %lld not found", (long long)req->id);
-        return HTTP_DONE;
-    }
     if (rc < 0) {
         free(logs);
-        http_store_error(res, st, rc, NULL);
-        return HTTP_DONE;
+        return http_id_error(req, res, rc, "task", "not found");
     }
     struct who w = {.agent_id = 0};
     json_t *arr = json_array();
@@ -389,9 +353,9 @@ static enum http_result task_logs(struct request *req, struct response *res)
     }
     free(logs);
     free(agents);
-    return reply(res, 200,
-                 arr ? json_pack("{s:I,s:o}", "task_id", (json_int_t)req->id, "logs", arr)
-                     : NULL);
+    http_json(res, 200,
+              arr ? json_pack("{s:I,s:o}", "task_id", (json_int_t)req->id, "logs", arr) : NULL);
+    return HTTP_DONE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -472,7 +436,7 @@ static enum http_result task_captures(struct request *req, struct response *res)
     }
     o.desc = order && strcmp(order, "desc") == 0;
 
-    expire_tasks(req);
+    api_task_expire(req->srv, req->now_ms);
     if (load_task(req, res, &t) < 0)
         return HTTP_DONE;
     struct store_capture *caps = NULL;
@@ -492,9 +456,10 @@ static enum http_result task_captures(struct request *req, struct response *res)
         }
     }
     free(caps);
-    return reply(res, 200,
-                 arr ? json_pack("{s:I,s:o}", "task_id", (json_int_t)req->id, "captures", arr)
-                     : NULL);
+    http_json(res, 200,
+              arr ? json_pack("{s:I,s:o}", "task_id", (json_int_t)req->id, "captures", arr)
+                  : NULL);
+    return HTTP_DONE;
 }
 
 const struct route api_task_routes[] = {

@@ -177,6 +177,15 @@ void http_store_error(struct response *res, struct store *st, int rc, const char
     http_error(res, status, "%s", msg);
 }
 
+enum http_result http_id_error(const struct request *req, struct response *res, int rc,
+                               const char *kind, const char *problem)
+{
+    char what[128];
+    snprintf(what, sizeof what, "%s %lld %s", kind, (long long)req->id, problem);
+    http_store_error(res, req->srv->store, rc, rc == -ENOENT ? what : NULL);
+    return HTTP_DONE;
+}
+
 /* ------------------------------------------------------------------ */
 /* Request accessors                                                   */
 

@@ -152,6 +152,12 @@ void http_error(struct response *res, int status, const char *fmt, ...)
  * ENOTSUP 501, else 500) with store_errmsg() or what (when non-NULL,
  * e.g. "session 12 not found") as the message. */
 void http_store_error(struct response *res, struct store *st, int rc, const char *what);
+/* http_store_error about the object of the request's {id}: for -ENOENT
+ * 404 "<kind> <id> <problem>" ("task 9 not found", "capture 4 has no
+ * snapshots yet"), else the store's message.  Returns HTTP_DONE, for a
+ * handler to return. */
+enum http_result http_id_error(const struct request *req, struct response *res, int rc,
+                               const char *kind, const char *problem);
 /* Raw bytes (copied). */
 void http_bytes(struct response *res, int status, const char *content_type, const void *buf,
                 size_t len);
@@ -173,8 +179,13 @@ void http_stop(struct server *srv);
 /* Validation helpers (validate.c): every failure sets a 400 on res whose
  * message names the field and its valid range, and returns -EINVAL.    */
 
-/* The body as a JSON object; 400 "body: …" if it is not one. */
+/* The body as a JSON object; 400 "body: …" if it is not one.  New
+ * reference. */
 json_t *http_body_object(const struct request *req, struct response *res);
+/* http_body_object holding no field outside allowed (NULL-terminated;
+ * jv_only's 400 otherwise).  New reference, or NULL with res set. */
+json_t *http_body_only(const struct request *req, struct response *res,
+                       const char *const *allowed);
 
 /* obj[field] must be an integer in [min, max].  Absent: *out = def when
  * !required, else 400.  0 or -EINVAL. */

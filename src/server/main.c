@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "server/api.h"
 #include "server/auth.h"
 #include "server/http.h"
 
@@ -263,17 +264,6 @@ static void purge(struct server *srv)
                 deleted, srv->cfg.retention_days);
 }
 
-/* Tasks whose end passed expire (requests expire them too, lazily); the
- * polls are woken so that agents stop watching them. */
-static void expire(struct server *srv)
-{
-    int64_t n = 0;
-    if (store_task_expire(srv->store, wall_ms(), &n) < 0)
-        fprintf(stderr, "sonded: task expiry: %s\n", store_errmsg(srv->store));
-    else if (n > 0)
-        server_notify(srv);
-}
-
 /* Purges at start and every hour, expires tasks every TICK_MS, until
  * told to quit. */
 static void *background_main(void *arg)
@@ -291,7 +281,9 @@ static void *background_main(void *arg)
             purged = 1;
             last_purge = now;
         }
-        expire(b->srv);
+        /* Tasks whose end passed expire (requests expire them too,
+         * lazily) and their agents' polls are woken. */
+        api_task_expire(b->srv, wall_ms());
         pthread_mutex_lock(&b->lock);
         /* CLOCK_REALTIME is fine here: a tick give or take a clock step
          * does not matter (requests expire tasks on their own too). */

@@ -1,8 +1,8 @@
 /*
  * render.c — stored objects as the API shows them (api.h, "render.c"):
- * agents, sessions, Profile Now requests, tokens, tasks and captures.  One rendering per
- * object, shared by the people's API and the agent protocol, so both
- * show the same thing the same way.
+ * agents, sessions, Profile Now requests, tokens, tasks and captures.
+ * One rendering per object, shared by the people's API and the agent
+ * protocol, so both show the same thing the same way.
  *
  * Store conventions become JSON conventions here: "unknown" numbers
  * (pct < 0) and absent times or ids (0) are null; durations kept in ms
@@ -94,6 +94,20 @@ json_t *api_token_json(const struct store_token *t)
     return json_pack("{s:I,s:s,s:s,s:I,s:o,s:o}", "id", (json_int_t)t->id, "name", t->name,
                      "role", t->role, "created_ms", (json_int_t)t->created_ms, "last_used_ms",
                      opt_int(t->last_used_ms), "revoked_ms", opt_int(t->revoked_ms));
+}
+
+json_t *api_json_with(json_t *obj, const char *key, json_t *v)
+{
+    if (!obj || !v) {
+        json_decref(obj);
+        json_decref(v);
+        return NULL;
+    }
+    if (json_object_set_new(obj, key, v) < 0) { /* releases v */
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
 }
 
 json_t *api_task_json(const struct store_task *t)

@@ -359,7 +359,11 @@ struct store_task_log {
     int64_t agent_id; /* 0 = the server */
     char message[STORE_MESSAGE_MAX];
 };
-/* Appends a line (message truncated to fit is fine here: it is prose). */
+/* Appends a line (message truncated to fit is fine here: it is prose).
+ * Every writer of log lines (this and the task/capture calls above) stamps
+ * a line with at least the time of the task's latest line, so that
+ * (ts_ms, id) order is the order of writing even when a request that
+ * started earlier commits later; "expired" alone keeps its ends_ms. */
 int store_task_log_add(struct store *st, int64_t task_id, int64_t agent_id, const char *event,
                        const char *message, int64_t ts_ms);
 /* The whole log in order (ts_ms, id).  -ENOENT unknown task. */

@@ -563,6 +563,48 @@ int sq_read_rows(struct sqlite_store *s, enum stmt_id id, const struct sq_arg *a
     return rc;
 }
 
+int sq_read_filtered_rows(struct sqlite_store *s, enum filtered_kind kind, unsigned mask,
+                          const struct sq_arg *a, size_t n, const char *what, sq_row_fn row,
+                          size_t size, void **items, size_t *count)
+{
+    struct conn *c;
+    int rc = sq_reader_get(s, &c);
+    if (rc < 0)
+        return rc;
+    rc = sq_query_rows(c, sq_filtered_stmt(c, kind, mask), a, n, what, row, size, items, count);
+    sq_reader_put(s, c);
+    return rc;
+}
+
+int sq_read_blob(struct sqlite_store *s, enum stmt_id sid, enum stmt_id exists_sid, int64_t id,
+                 const struct sq_blob_names *names, void **buf, size_t *len)
+{
+    if (!buf || !len)
+        return store_set_error(-EINVAL, "no output for the %s", names->blob);
+    *buf = NULL;
+    *len = 0;
+    struct conn *c;
+    int rc = sq_reader_get(s, &c);
+    if (rc < 0)
+        return rc;
+    struct sq_blob b;
+    rc = sq_query_row(c, sq_stmt(c, sid), SQ_ARGS(A_I64(id)), names->reading, sq_row_blob, &b);
+    if (rc == 0) {
+        *buf = b.p;
+        *len = b.len;
+    } else if (rc == 1) {
+        /* Say which: the API answers 404 either way, people read the
+         * message. */
+        int exists = sq_query_row(c, sq_stmt(c, exists_sid), SQ_ARGS(A_I64(id)),
+                                  names->reading_owner, NULL, NULL) == 0;
+        rc = exists ? store_set_error(-ENOENT, "%s %" PRId64 " %s", names->owner, id,
+                                      names->missing)
+                    : store_set_error(-ENOENT, "%s %" PRId64 " not found", names->owner, id);
+    }
+    sq_reader_put(s, c);
+    return rc;
+}
+
 int sq_get_by_id(struct sqlite_store *s, enum stmt_id sid, int64_t id, const char *kind,
                  sq_row_fn row, void *out)
 {

@@ -323,6 +323,25 @@ int sq_read_row(struct sqlite_store *s, enum stmt_id id, const struct sq_arg *a,
                 const char *what, sq_row_fn row, void *out);
 int sq_read_rows(struct sqlite_store *s, enum stmt_id id, const struct sq_arg *a, size_t n,
                  const char *what, sq_row_fn row, size_t size, void **items, size_t *count);
+/* sq_query_rows of the filtered query kind for the fields of mask, on a
+ * pooled reader. */
+int sq_read_filtered_rows(struct sqlite_store *s, enum filtered_kind kind, unsigned mask,
+                          const struct sq_arg *a, size_t n, const char *what, sq_row_fn row,
+                          size_t size, void **items, size_t *count);
+/* What sq_read_blob says of a blob and of the row that owns it. */
+struct sq_blob_names {
+    const char *blob;          /* "profile": "no output for the profile" */
+    const char *reading;       /* "reading a profile": the blob query's errors */
+    const char *owner;         /* "session" */
+    const char *reading_owner; /* "reading a session": the existence query's */
+    const char *missing;       /* "has no profile": "session 3 has no profile" */
+};
+/* The blob of statement sid (?1 = id; column 0 of its one row) on a
+ * reader: *buf a malloc'ed copy the caller frees (never NULL on success),
+ * *len its bytes.  No row: -ENOENT "<owner> <id> <missing>" when
+ * exists_sid (?1 = id) finds the owner, else "<owner> <id> not found". */
+int sq_read_blob(struct sqlite_store *s, enum stmt_id sid, enum stmt_id exists_sid, int64_t id,
+                 const struct sq_blob_names *names, void **buf, size_t *len);
 /* The row of a get-by-id statement (?1 = id) on a reader, read with
  * row(); -ENOENT "<kind> <id> not found" when there is none. */
 int sq_get_by_id(struct sqlite_store *s, enum stmt_id sid, int64_t id, const char *kind,
@@ -396,8 +415,12 @@ __typeof__(store_capture_list) sq_capture_list;
 __typeof__(store_capture_profile_get) sq_capture_profile_get;
 __typeof__(store_capture_tree_get) sq_capture_tree_get;
 __typeof__(store_capture_by_trace) sq_capture_by_trace;
-/* A trace id to look up: 1..STORE_TRACE_MAX-1 bytes, else -EINVAL. */
-int sq_trace_id_ok(const char *trace_id);
+/* The rows of statement sid for one trace (?1 = trace_id, ?2 = limit)
+ * into a malloc'ed array *out of size-byte items (NULL when none) and *n,
+ * as sq_read_rows.  trace_id must be 1..STORE_TRACE_MAX-1 bytes, else
+ * -EINVAL.  out and n must not be NULL. */
+int sq_trace_rows(struct sqlite_store *s, enum stmt_id sid, const char *trace_id, int64_t limit,
+                  const char *what, sq_row_fn row, size_t size, void **out, size_t *n);
 /* One batch of retention's task purge on c (inside a write
  * transaction): *n = tasks deleted. */
 int sq_purge_tasks(struct conn *c, int64_t before_ms, int64_t batch, int64_t *n);

@@ -120,17 +120,13 @@ int sq_agent_list(struct store *st, const struct store_agent_filter *f, struct s
     }
     if (rc)
         return rc;
-    struct conn *c;
-    if ((rc = sq_reader_get(sq_impl(st), &c)) < 0)
-        return rc;
     void *rows = NULL;
-    rc = sq_query_rows(c, sq_filtered_stmt(c, F_AGENT_LIST, mask),
-                       SQ_ARGS((mask & FM_APP) ? A_TXT(f->app) : A_NONE,
-                               (mask & FM_INSTANCE) ? A_TXT(f->instance) : A_NONE, A_NONE,
-                               (mask & FM_FROM) ? A_I64(f->seen_after_ms) : A_NONE, A_NONE,
-                               A_I64((int64_t)limit)),
-                       "listing agents", row_agent, sizeof **out, &rows, n);
-    sq_reader_put(sq_impl(st), c);
+    rc = sq_read_filtered_rows(sq_impl(st), F_AGENT_LIST, mask,
+                               SQ_ARGS((mask & FM_APP) ? A_TXT(f->app) : A_NONE,
+                                       (mask & FM_INSTANCE) ? A_TXT(f->instance) : A_NONE, A_NONE,
+                                       (mask & FM_FROM) ? A_I64(f->seen_after_ms) : A_NONE,
+                                       A_NONE, A_I64((int64_t)limit)),
+                               "listing agents", row_agent, sizeof **out, &rows, n);
     *out = rows;
     return rc;
 }
@@ -346,16 +342,9 @@ int sq_trace_sessions(struct store *st, const char *trace_id, struct store_trace
 {
     if (!out || !n)
         return store_set_error(-EINVAL, "no output for the trace's sessions");
-    *out = NULL;
-    *n = 0;
-    int rc = sq_trace_id_ok(trace_id);
-    if (rc)
-        return rc;
     void *rows = NULL;
-    rc = sq_read_rows(sq_impl(st), S_TRACE_SESSIONS,
-                      SQ_ARGS(A_TXT(trace_id), A_I64(TRACE_SESSIONS_MAX)),
-                      "finding a trace's sessions",
-                      row_trace_span, sizeof **out, &rows, n);
+    int rc = sq_trace_rows(sq_impl(st), S_TRACE_SESSIONS, trace_id, TRACE_SESSIONS_MAX,
+                           "finding a trace's sessions", row_trace_span, sizeof **out, &rows, n);
     *out = rows;
     return rc;
 }
@@ -401,44 +390,20 @@ int sq_profile_put(struct store *st, const struct store_profile *p)
     return sq_write_end(s, rc);
 }
 
-/* A blob of one session's profile row (statement sid), copied. */
-static int blob_get(struct sqlite_store *s, enum stmt_id sid, int64_t session_id, void **buf,
-                    size_t *len)
-{
-    if (!buf || !len)
-        return store_set_error(-EINVAL, "no output for the profile");
-    *buf = NULL;
-    *len = 0;
-    struct conn *c;
-    int rc = sq_reader_get(s, &c);
-    if (rc < 0)
-        return rc;
-    struct sq_blob b;
-    rc = sq_query_row(c, sq_stmt(c, sid), SQ_ARGS(A_I64(session_id)), "reading a profile",
-                      sq_row_blob, &b);
-    if (rc == 0) {
-        *buf = b.p;
-        *len = b.len;
-    } else if (rc == 1) {
-        /* Say which: the API answers 404 either way, people read the
-         * message. */
-        int exists = sq_query_row(c, sq_stmt(c, S_SESSION_EXISTS), SQ_ARGS(A_I64(session_id)),
-                                  "reading a session", NULL, NULL) == 0;
-        rc = exists ? store_set_error(-ENOENT, "session %" PRId64 " has no profile", session_id)
-                    : store_set_error(-ENOENT, "session %" PRId64 " not found", session_id);
-    }
-    sq_reader_put(s, c);
-    return rc;
-}
+static const struct sq_blob_names profile_names = {
+    "profile", "reading a profile", "session", "reading a session", "has no profile",
+};
 
 int sq_profile_get(struct store *st, int64_t session_id, void **buf, size_t *len)
 {
-    return blob_get(sq_impl(st), S_PROFILE_GET, session_id, buf, len);
+    return sq_read_blob(sq_impl(st), S_PROFILE_GET, S_SESSION_EXISTS, session_id, &profile_names,
+                        buf, len);
 }
 
 int sq_tree_get(struct store *st, int64_t session_id, void **buf, size_t *len)
 {
-    return blob_get(sq_impl(st), S_TREE_GET, session_id, buf, len);
+    return sq_read_blob(sq_impl(st), S_TREE_GET, S_SESSION_EXISTS, session_id, &profile_names, buf,
+                        len);
 }
 
 static int blob_foreach(struct sqlite_store *s, enum filtered_kind kind,

@@ -330,8 +330,13 @@ const char *const sq_stmt_sql[S_COUNT] = {
                              "WHERE task_id = ?1 AND agent_id = ?2",
     [S_TASK_AGENTS] = "SELECT " TASK_AGENT_COLS " FROM task_agents g WHERE g.task_id = ?1 "
                       "ORDER BY g.delivered_ms, g.agent_id LIMIT ?2",
+    /* A line's time never goes back within its task's log (requests that
+     * started earlier may commit later: the log tells the story in the
+     * order it was written), except "expired", stamped at the task's end. */
     [S_TASK_LOG_INSERT] = "INSERT INTO task_logs (task_id, ts_ms, event, agent_id, message) "
-                          "VALUES (?1, ?2, ?3, ?4, ?5)",
+                          "VALUES (?1, CASE WHEN ?3 <> 'expired' AND (SELECT MAX(ts_ms) FROM "
+                          "task_logs WHERE task_id = ?1) > ?2 THEN (SELECT MAX(ts_ms) FROM "
+                          "task_logs WHERE task_id = ?1) ELSE ?2 END, ?3, ?4, ?5)",
     [S_TASK_LOGS] = "SELECT " TASK_LOG_COLS " FROM task_logs l WHERE l.task_id = ?1 "
                     "ORDER BY l.ts_ms, l.id LIMIT ?2",
     [S_CAPTURE_INSERT] = "INSERT INTO captures (task_id, agent_id, slot, app, instance, pid, "

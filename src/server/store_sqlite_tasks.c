@@ -286,18 +286,14 @@ int sq_task_list(struct store *st, const struct store_task_filter *f, struct sto
     }
     if (rc)
         return rc;
-    struct conn *c;
-    if ((rc = sq_reader_get(sq_impl(st), &c)) < 0)
-        return rc;
     void *rows = NULL;
-    rc = sq_query_rows(c, sq_filtered_stmt(c, F_TASK_LIST, mask),
-                       SQ_ARGS((mask & FM_APP) ? A_TXT(f->app) : A_NONE, A_NONE,
-                               (mask & FM_STATE) ? A_TXT(f->state) : A_NONE,
-                               (mask & FM_FROM) ? A_I64(f->from_ms) : A_NONE,
-                               (mask & FM_TO) ? A_I64(f->to_ms) : A_NONE,
-                               A_I64((int64_t)limit)),
-                       "listing tasks", row_task, sizeof **out, &rows, n);
-    sq_reader_put(sq_impl(st), c);
+    rc = sq_read_filtered_rows(sq_impl(st), F_TASK_LIST, mask,
+                               SQ_ARGS((mask & FM_APP) ? A_TXT(f->app) : A_NONE, A_NONE,
+                                       (mask & FM_STATE) ? A_TXT(f->state) : A_NONE,
+                                       (mask & FM_FROM) ? A_I64(f->from_ms) : A_NONE,
+                                       (mask & FM_TO) ? A_I64(f->to_ms) : A_NONE,
+                                       A_I64((int64_t)limit)),
+                               "listing tasks", row_task, sizeof **out, &rows, n);
     *out = rows;
     return rc;
 }
@@ -431,9 +427,9 @@ int sq_task_agent_event(struct store *st, int64_t task_id, int64_t agent_id, con
     static const char *const events[] = {"started", "stopped", "error"};
     static const char *const verbs[] = {"started on", "stopped on", "error on"};
     size_t e = 0;
-    while (e < 3 && !(event && strcmp(event, events[e]) == 0))
+    while (e < SQ_COUNT(events) && !(event && strcmp(event, events[e]) == 0))
         e++;
-    if (e == 3)
+    if (e == SQ_COUNT(events))
         return store_set_error(-EINVAL, "unknown task event '%.32s' (started, stopped or error)",
                                event ? event : "");
     int rc = sq_write_begin(s);
@@ -466,10 +462,13 @@ int sq_task_agent_event(struct store *st, int64_t task_id, int64_t agent_id, con
 }
 
 /* Rows of statement sid for one task (?1 = task_id, ?2 = limit) after
- * checking, in the same read, that the task exists. */
+ * checking, in the same read, that the task exists: a malloc'ed array
+ * *out (NULL when none) and *n, nothing on failure. */
 static int task_rows(struct sqlite_store *s, enum stmt_id sid, int64_t task_id, int64_t limit,
                      const char *what, sq_row_fn row, size_t size, void **out, size_t *n)
 {
+    *out = NULL;
+    *n = 0;
     struct conn *c;
     int rc = sq_reader_get(s, &c);
     if (rc < 0)
@@ -497,10 +496,11 @@ int sq_task_agents(struct store *st, int64_t task_id, struct store_task_agent **
 {
     if (!out || !n)
         return store_set_error(-EINVAL, "no output for the task's agents");
-    *out = NULL;
-    *n = 0;
-    return task_rows(sq_impl(st), S_TASK_AGENTS, task_id, TASK_AGENTS_MAX, "listing task agents",
-                     row_task_agent, sizeof **out, (void **)out, n);
+    void *rows = NULL;
+    int rc = task_rows(sq_impl(st), S_TASK_AGENTS, task_id, TASK_AGENTS_MAX,
+                       "listing task agents", row_task_agent, sizeof **out, &rows, n);
+    *out = rows;
+    return rc;
 }
 
 int sq_task_log_add(struct store *st, int64_t task_id, int64_t agent_id, const char *event,
@@ -511,10 +511,10 @@ int sq_task_log_add(struct store *st, int64_t task_id, int64_t agent_id, const c
         "created", "delivered", "started", "capture", "refused",
         "limit-reached", "expired", "cancelled", "stopped", "error",
     };
-    size_t e = 0, ne = sizeof events / sizeof events[0];
-    while (e < ne && !(event && strcmp(event, events[e]) == 0))
+    size_t e = 0;
+    while (e < SQ_COUNT(events) && !(event && strcmp(event, events[e]) == 0))
         e++;
-    if (e == ne)
+    if (e == SQ_COUNT(events))
         return store_set_error(-EINVAL, "unknown task log event '%.32s'", event ? event : "");
     int rc = sq_write_begin(s);
     if (rc < 0)
@@ -530,10 +530,11 @@ int sq_task_logs(struct store *st, int64_t task_id, struct store_task_log **out,
 {
     if (!out || !n)
         return store_set_error(-EINVAL, "no output for the task log");
-    *out = NULL;
-    *n = 0;
-    return task_rows(sq_impl(st), S_TASK_LOGS, task_id, TASK_LOGS_MAX, "reading a task log",
-                     row_task_log, sizeof **out, (void **)out, n);
+    void *rows = NULL;
+    int rc = task_rows(sq_impl(st), S_TASK_LOGS, task_id, TASK_LOGS_MAX, "reading a task log",
+                       row_task_log, sizeof **out, &rows, n);
+    *out = rows;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -698,49 +699,36 @@ int sq_capture_list(struct store *st, int64_t task_id, struct store_capture **ou
     return rc;
 }
 
-/* A blob of one capture's snapshots (statement sid), copied. */
-static int capture_blob(struct sqlite_store *s, enum stmt_id sid, int64_t id, void **buf,
-                        size_t *len)
-{
-    if (!buf || !len)
-        return store_set_error(-EINVAL, "no output for the snapshots");
-    *buf = NULL;
-    *len = 0;
-    struct conn *c;
-    int rc = sq_reader_get(s, &c);
-    if (rc < 0)
-        return rc;
-    struct sq_blob b;
-    rc = sq_query_row(c, sq_stmt(c, sid), SQ_ARGS(A_I64(id)), "reading snapshots", sq_row_blob,
-                      &b);
-    if (rc == 0) {
-        *buf = b.p;
-        *len = b.len;
-    } else if (rc == 1) {
-        int exists = sq_query_row(c, sq_stmt(c, S_CAPTURE_EXISTS), SQ_ARGS(A_I64(id)),
-                                  "reading a capture", NULL, NULL) == 0;
-        rc = exists ? store_set_error(-ENOENT, "capture %" PRId64 " has no snapshots yet", id)
-                    : store_set_error(-ENOENT, "capture %" PRId64 " not found", id);
-    }
-    sq_reader_put(s, c);
-    return rc;
-}
+static const struct sq_blob_names snapshot_names = {
+    "snapshots", "reading snapshots", "capture", "reading a capture", "has no snapshots yet",
+};
 
 int sq_capture_profile_get(struct store *st, int64_t id, void **buf, size_t *len)
 {
-    return capture_blob(sq_impl(st), S_CAPTURE_PROFILE_GET, id, buf, len);
+    return sq_read_blob(sq_impl(st), S_CAPTURE_PROFILE_GET, S_CAPTURE_EXISTS, id, &snapshot_names,
+                        buf, len);
 }
 
 int sq_capture_tree_get(struct store *st, int64_t id, void **buf, size_t *len)
 {
-    return capture_blob(sq_impl(st), S_CAPTURE_TREE_GET, id, buf, len);
+    return sq_read_blob(sq_impl(st), S_CAPTURE_TREE_GET, S_CAPTURE_EXISTS, id, &snapshot_names,
+                        buf, len);
 }
 
-int sq_trace_id_ok(const char *trace_id)
+int sq_trace_rows(struct sqlite_store *s, enum stmt_id sid, const char *trace_id, int64_t limit,
+                  const char *what, sq_row_fn row, size_t size, void **out, size_t *n)
 {
+    *out = NULL;
+    *n = 0;
     if (!sq_is_set(trace_id))
         return store_set_error(-EINVAL, "no trace_id");
-    return sq_text_ok(trace_id, STORE_TRACE_MAX, "trace_id");
+    int rc = sq_text_ok(trace_id, STORE_TRACE_MAX, "trace_id");
+    if (rc)
+        return rc;
+    void *rows = NULL;
+    rc = sq_read_rows(s, sid, SQ_ARGS(A_TXT(trace_id), A_I64(limit)), what, row, size, &rows, n);
+    *out = rows;
+    return rc;
 }
 
 int sq_capture_by_trace(struct store *st, const char *trace_id, struct store_capture **out,
@@ -748,15 +736,9 @@ int sq_capture_by_trace(struct store *st, const char *trace_id, struct store_cap
 {
     if (!out || !n)
         return store_set_error(-EINVAL, "no output for the trace's captures");
-    *out = NULL;
-    *n = 0;
-    int rc = sq_trace_id_ok(trace_id);
-    if (rc)
-        return rc;
     void *rows = NULL;
-    rc = sq_read_rows(sq_impl(st), S_CAPTURE_BY_TRACE,
-                      SQ_ARGS(A_TXT(trace_id), A_I64(TRACE_CAPTURES_MAX)),
-                      "finding a trace's captures", row_capture, sizeof **out, &rows, n);
+    int rc = sq_trace_rows(sq_impl(st), S_CAPTURE_BY_TRACE, trace_id, TRACE_CAPTURES_MAX,
+                           "finding a trace's captures", row_capture, sizeof **out, &rows, n);
     *out = rows;
     return rc;
 }

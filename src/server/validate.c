@@ -72,6 +72,17 @@ json_t *http_body_object(const struct request *req, struct response *res)
     return v;
 }
 
+json_t *http_body_only(const struct request *req, struct response *res,
+                       const char *const *allowed)
+{
+    json_t *body = http_body_object(req, res);
+    if (body && jv_only(res, body, allowed) != 0) {
+        json_decref(body);
+        return NULL;
+    }
+    return body;
+}
+
 /* "an integer in 1..3600", "an integer >= 0", "an integer" into buf. */
 static const char *int_range(char *buf, size_t len, int64_t min, int64_t max)
 {

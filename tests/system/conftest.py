@@ -1713,7 +1713,8 @@ def decode_pprof(data):
 #   task_body()            a valid POST /api/v1/tasks body, fields overridable.
 #   register_task_agent()  register -> the answer (agent_id, cursor, …).
 #   agent_poll()           one poll (blocking) -> (status, body).
-#   TaskPoller             one poll in a thread (start_task_polls for many).
+#   Poller                 one poll in a thread (start_pollers, start_task_polls
+#                          for many).
 #   claim_capture()        POST /api/v1/agent/tasks/{id}/captures -> (status, body).
 
 def encode_pprof_labels(samples, sample_types=(("samples", "count"), ("wall", "nanoseconds")),
@@ -1805,17 +1806,18 @@ def agent_poll(s, reg, tasks_version=0, timeout_s=1):
     return st, b
 
 
-class TaskPoller(threading.Thread):
-    """One long-poll in a thread, with tasks_version.  .sent once the
-    request is written; .result(timeout) -> (status, body); .elapsed: from
-    sending to the answer."""
+class Poller(threading.Thread):
+    """One long-poll of an agent in a thread (tasks_version None: not in
+    the query).  .sent once the request is written; .result(timeout) ->
+    (status, body); .elapsed: from sending to the answer."""
 
-    def __init__(self, s, reg, tasks_version, timeout_s):
+    def __init__(self, s, agent_id, cursor, settings_version, timeout_s, tasks_version=None):
         super().__init__(daemon=True)
-        self.s, self.agent_id = s, reg["agent_id"]
-        self.path = (f"/api/v1/agent/poll?agent_id={reg['agent_id']}&cursor={reg['cursor']}"
-                     f"&settings_version={reg['settings_version']}"
-                     f"&tasks_version={tasks_version}&timeout_s={timeout_s}")
+        self.s, self.agent_id = s, agent_id
+        self.path = (f"/api/v1/agent/poll?agent_id={agent_id}&cursor={cursor}"
+                     f"&settings_version={settings_version}"
+                     + (f"&tasks_version={tasks_version}" if tasks_version is not None else "")
+                     + f"&timeout_s={timeout_s}")
         self.sent, self.done = threading.Event(), threading.Event()
         self.status = self.body = self.error = None
         self.t_sent = self.t_done = None
@@ -1849,15 +1851,21 @@ class TaskPoller(threading.Thread):
         return self.status, self.body
 
 
-def start_task_polls(s, regs, tasks_version, timeout_s=30):
-    """A started TaskPoller per agent (regs: register_task_agent answers),
-    each with its request sent."""
-    polls = [TaskPoller(s, r, tasks_version, timeout_s) for r in regs]
+def start_pollers(polls):
+    """Starts each Poller of polls and waits until its request is sent ->
+    polls."""
     for p in polls:
         p.start()
     for p in polls:
         assert p.sent.wait(10), "poll request could not be sent"
     return polls
+
+
+def start_task_polls(s, regs, tasks_version, timeout_s=30):
+    """A started Poller per agent (regs: register_task_agent answers),
+    each with its request sent."""
+    return start_pollers([Poller(s, r["agent_id"], r["cursor"], r["settings_version"], timeout_s,
+                                 tasks_version) for r in regs])
 
 
 def claim_capture(s, task_id, agent_id, trace_id="t-1", interface="GET /slow", **fields):

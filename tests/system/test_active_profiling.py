@@ -216,6 +216,9 @@ def test_max_samples_hold_over_two_agents_under_load(server, hosts, load_clients
     for pid in pids:
         mine = [e["event"] for e in log if e.get("pid") == pid]
         assert mine.index("delivered") < mine.index("started") < mine.index("stopped"), log
+        # The task reached each running agent within 2 s of its creation.
+        started = next(e for e in log if e.get("pid") == pid and e["event"] == "started")
+        assert started["ts_ms"] - log[0]["ts_ms"] <= 2000, log
     caps = [i for i, e in enumerate(ev) if e == "capture"]
     lim = ev.index("limit-reached")
     assert len(caps) == 3 and max(caps) < lim, log

@@ -7,14 +7,12 @@ upload's defences (truncated gzip, gzip bomb, dangling ids, limits).
 """
 
 import gzip
-import json
-import threading
 import time
 import zlib
 
 import pytest
 
-from conftest import encode_pprof, pb_field, pb_packed, wait_for
+from conftest import Poller, encode_pprof, pb_field, pb_packed, start_pollers, wait_for
 
 POLL = "/api/v1/agent/poll"
 
@@ -32,54 +30,10 @@ def agent_call(s, method, path, body=None):
     return st, b
 
 
-class Poller(threading.Thread):
-    """One long-poll in a thread.  .sent is set once the request is on the
-    wire; .status/.body/.elapsed (from sending) once answered."""
-
-    def __init__(self, s, agent_id, cursor, settings_version, timeout_s):
-        super().__init__(daemon=True)
-        self.s, self.agent_id = s, agent_id
-        self.path = (f"{POLL}?agent_id={agent_id}&cursor={cursor}"
-                     f"&settings_version={settings_version}&timeout_s={timeout_s}")
-        self.sent = threading.Event()
-        self.done = threading.Event()
-        self.status = self.body = self.error = None
-        self.t_sent = self.t_done = None
-
-    def run(self):
-        conn = self.s.connection(timeout=90)
-        try:
-            conn.request("GET", self.path,
-                         headers={"Authorization": f"Bearer {self.s.agent_token()}"})
-            self.t_sent = time.monotonic()
-            self.sent.set()
-            r = conn.getresponse()
-            self.status, self.body = r.status, json.loads(r.read())
-        except Exception as e:  # reported by the test, not lost in a thread
-            self.error = e
-            self.sent.set()
-        finally:
-            self.t_done = time.monotonic()
-            conn.close()
-            self.done.set()
-
-    def result(self, timeout):
-        if not self.done.wait(timeout):
-            pytest.fail(f"poll of agent {self.agent_id} not answered within {timeout}s")
-        if self.error:
-            raise self.error
-        return self.status, self.body
-
-
 def start_polls(s, agents, timeout_s):
     """agents: [(agent_id, cursor, settings_version)] -> started Pollers,
     each with its request sent."""
-    ps = [Poller(s, a, c, v, timeout_s) for a, c, v in agents]
-    for p in ps:
-        p.start()
-    for p in ps:
-        assert p.sent.wait(10), "poll request could not be sent"
-    return ps
+    return start_pollers([Poller(s, a, c, v, timeout_s) for a, c, v in agents])
 
 
 # --------------------------------------------------------------------------

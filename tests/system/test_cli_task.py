@@ -14,18 +14,17 @@ helpers below do that.  The exact times --from/--to send are read by a
 stand-in server that records the request.
 """
 
-import gzip
 import http.server
 import json
 import re
 import socket
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pytest
 
-from conftest import SONDE, pb_field, pb_packed
+from conftest import SONDE, encode_snapshots
 
 ZERO_TOKEN = "sonde_" + "0" * 64
 
@@ -102,58 +101,12 @@ def deliver(sonded, agent_id):
 
 
 def snapshot_pprof(snaps, frequency_ms=100):
-    """The snapshots of one capture as the agent sends them: one sample per
-    snapshot, in order; values samples/count = 1, wall/nanoseconds = the
-    interval; labels snapshot (num), offset (num, ns), state, syscall,
-    thread (str), thread_id (num).  snaps: [(offset_ms, state, syscall or
-    None, frames root-first)]."""
-    strings, index = [""], {"": 0}
-
-    def s(x):
-        if x not in index:
-            index[x] = len(strings)
-            strings.append(x)
-        return index[x]
-
-    def label(key, text=None, num=None, unit=None):
-        m = pb_field(1, s(key))
-        if text is not None:
-            m += pb_field(2, s(text))
-        else:
-            m += pb_field(3, num)
-            if unit:
-                m += pb_field(4, s(unit))
-        return pb_field(3, m)
-
-    funcs = {}
-    body = bytearray()
-    for t, u in (("samples", "count"), ("wall", "nanoseconds")):
-        body += pb_field(1, pb_field(1, s(t)) + pb_field(2, s(u)))
-    for i, (offset_ms, state, syscall, frames) in enumerate(snaps):
-        ids = []
-        for name in reversed(frames):          # leaf first
-            funcs.setdefault(name, len(funcs) + 1)
-            ids.append(funcs[name])
-        msg = pb_packed(1, ids) + pb_packed(2, [1, frequency_ms * 1_000_000])
-        msg += label("snapshot", num=i + 1)
-        msg += label("offset", num=int(offset_ms * 1_000_000), unit="nanoseconds")
-        msg += label("state", text=state)
-        if syscall:
-            msg += label("syscall", text=syscall)
-        msg += label("thread", text="demo-worker") + label("thread_id", num=4321)
-        body += pb_field(2, msg)
-    body += pb_field(3, pb_field(1, 1) + pb_field(2, 0x400000) + pb_field(3, 0x500000)
-                     + pb_field(5, s("/bin/demo")))
-    for name, fid in funcs.items():
-        body += pb_field(4, pb_field(1, fid) + pb_field(2, 1) + pb_field(3, 0x400000 + fid * 16)
-                         + pb_field(4, pb_field(1, fid)))
-    for name, fid in funcs.items():
-        body += pb_field(5, pb_field(1, fid) + pb_field(2, s(name)) + pb_field(3, s(name)))
-    pt = pb_field(1, s("wall")) + pb_field(2, s("nanoseconds"))
-    tail = (pb_field(9, time.time_ns()) + pb_field(10, 2_000_000_000) + pb_field(11, pt)
-            + pb_field(12, frequency_ms * 1_000_000))
-    data = bytes(body) + b"".join(pb_field(6, x) for x in strings) + tail
-    return gzip.compress(data, mtime=0)
+    """The snapshots of one capture as the agent sends them (conftest's
+    encode_snapshots), all of thread demo-worker (4321).  snaps:
+    [(offset_ms, state, syscall or None, frames root-first)]."""
+    return encode_snapshots([dict(offset_ms=offset_ms, state=state, syscall=syscall,
+                                  frames=frames, thread="demo-worker", thread_id=4321)
+                             for offset_ms, state, syscall, frames in snaps], frequency_ms)
 
 
 SLOW_STACK = ["main", "serve", "demo_slow_poll", "poll"]

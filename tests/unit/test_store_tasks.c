@@ -445,11 +445,14 @@ static void test_task_log_add_orders_and_cuts_prose(void **state)
     assert_int_equal(store_task_logs(f->st, t, &l, &n), 0);
     assert_int_equal(n, 6);
     assert_string_equal(l[0].event, "created");
-    assert_string_equal(l[1].message, "first");
-    assert_string_equal(l[2].message, "second");
-    assert_int_equal(l[2].agent_id, 3);
-    assert_string_equal(l[3].message, "third");
-    assert_true(l[3].id > l[2].id);
+    /* Written after "third" with an earlier time: stamped at the latest
+     * line's time, so the log keeps the order of writing. */
+    assert_string_equal(l[1].message, "second");
+    assert_int_equal(l[1].agent_id, 3);
+    assert_string_equal(l[2].message, "third");
+    assert_true(l[2].id > l[1].id);
+    assert_string_equal(l[3].message, "first");
+    assert_int_equal(l[3].ts_ms, T0 + 10);
     assert_string_equal(l[4].message, "");
     size_t len = strlen(l[5].message);
     assert_true(len <= STORE_MESSAGE_MAX - 1 && len >= STORE_MESSAGE_MAX - 3);
