@@ -349,46 +349,47 @@ class Bench:
                 sum(ns) if ns else None, p50s)
 
 
+def bench_output(build, name, timeout):
+    """stdout of build/bench/NAME, or None if it is missing or failed
+    (logged)."""
+    exe = build / "bench" / name
+    if not exe.exists():
+        return None
+    p = subprocess.run([str(exe)], capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        log(f"  {name}: {p.stderr.strip()[-300:]}")
+        return None
+    return p.stdout
+
+
 def unwind_walk_cost(build):
     """{figure: (median ns, p99 ns)} from bench/unwind_cost (the agent's
     walker alone, outside any signal handler), or {} if unavailable."""
-    exe = build / "bench" / "unwind_cost"
-    if not exe.exists():
-        return {}
-    p = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
-    if p.returncode != 0:
-        log(f"  unwind_cost: {p.stderr.strip()[-300:]}")
+    text = bench_output(build, "unwind_cost", 300)
+    if text is None:
         return {}
     return {m.group(1): (float(m.group(2)), float(m.group(3))) for m in
-            re.finditer(r"^(\w+)_ns_median=([0-9.]+) p99=([0-9.]+)", p.stdout, re.M)}
+            re.finditer(r"^(\w+)_ns_median=([0-9.]+) p99=([0-9.]+)", text, re.M)}
 
 
 def span_pair_cost(build):
     """{figure: (median ns, min ns)} from bench/span_cost (sonde_span_begin
     + sonde_span_end through libsonde.so, beside one clock_gettime), or {}."""
-    exe = build / "bench" / "span_cost"
-    if not exe.exists():
-        return {}
-    p = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
-    if p.returncode != 0:
-        log(f"  span_cost: {p.stderr.strip()[-300:]}")
+    text = bench_output(build, "span_cost", 600)
+    if text is None:
         return {}
     return {m.group(1): (float(m.group(2)), float(m.group(3))) for m in
-            re.finditer(r"^(\w+)_ns_median=([0-9.]+) min=([0-9.]+)", p.stdout, re.M)}
+            re.finditer(r"^(\w+)_ns_median=([0-9.]+) min=([0-9.]+)", text, re.M)}
 
 
 def task_cost(build):
     """Figures of bench/task_cost (active profiling): {name: {key: value}}
     from its key=value lines, or {}."""
-    exe = build / "bench" / "task_cost"
-    if not exe.exists():
-        return {}
-    p = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
-    if p.returncode != 0:
-        log(f"  task_cost: {p.stderr.strip()[-300:]}")
+    text = bench_output(build, "task_cost", 600)
+    if text is None:
         return {}
     out = {}
-    for line in p.stdout.splitlines():
+    for line in text.splitlines():
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
         first = line.split("=", 1)[0]
         name = re.sub(r"_(ns_median|median)$", "", first)

@@ -465,9 +465,34 @@ static int exporter_open(struct exporter *ex, struct module_info **mods, size_t 
     return 0;
 }
 
+/* The start of every export into memory: errmsg cleared, *buf and *len
+ * zeroed.  -EINVAL (message set) if there is nowhere to put the bytes. */
+static int out_begin(void **buf, size_t *len, char *errmsg, size_t errlen)
+{
+    if (errmsg && errlen)
+        errmsg[0] = '\0';
+    if (!buf || !len) {
+        errf(errmsg, errlen, "no buffer to export into");
+        return -EINVAL;
+    }
+    *buf = NULL;
+    *len = 0;
+    return 0;
+}
+
+/* Marks each module's mapping with what was resolved in it, and encodes
+ * the profile built in ex->b (the caller frees *bytes). */
+static int pprof_end(struct exporter *ex, size_t nmods, uint8_t **bytes, size_t *nbytes)
+{
+    for (size_t i = 0; i < nmods; i++)
+        pprof_builder_mapping_flags(ex->b, ex->mapping_ids[i], ex->mapping_flags[i]);
+    return pprof_builder_encode(ex->b, bytes, nbytes);
+}
+
 /* Symbolizes the table and builds the profile in ex (ex->b for pprof,
- * ex->coll for collapsed, finished).  The caller frees with
- * exporter_free and modules_list_free(*mods, *nmods). */
+ * to be finished with pprof_end; ex->coll for collapsed, finished).
+ * The caller frees with exporter_free and modules_list_free(*mods,
+ * *nmods). */
 static int build(struct exporter *ex, const struct export_request *req, int format,
                  struct module_info **mods, size_t *nmods, char *errmsg, size_t len)
 {
@@ -500,10 +525,6 @@ static int build(struct exporter *ex, const struct export_request *req, int form
         rc = stacktab_foreach(req->tab, visit, ex);
     if (rc == 0 && ex->err)
         rc = ex->err;
-    if (rc == 0 && ex->b) {
-        for (size_t i = 0; i < *nmods; i++)
-            pprof_builder_mapping_flags(ex->b, ex->mapping_ids[i], ex->mapping_flags[i]);
-    }
     if (rc == 0 && ex->coll)
         pprof_collapsed_finish(ex->coll);
     if (rc != 0)
@@ -527,7 +548,7 @@ int export_write(const struct export_request *req, int format, const char *path,
     uint8_t *bytes = NULL;
     size_t nbytes = 0;
     if (rc == 0 && ex.b) {
-        rc = pprof_builder_encode(ex.b, &bytes, &nbytes);
+        rc = pprof_end(&ex, nmods, &bytes, &nbytes);
         if (rc != 0)
             errf(errmsg, len, "cannot build the profile: %s", strerror(-rc));
     }
@@ -546,14 +567,9 @@ int export_write(const struct export_request *req, int format, const char *path,
 int export_pprof_gz(const struct export_request *req, void **buf, size_t *len, char *errmsg,
                     size_t errlen)
 {
-    if (errmsg && errlen)
-        errmsg[0] = '\0';
-    if (!buf || !len) {
-        errf(errmsg, errlen, "no buffer to export into");
-        return -EINVAL;
-    }
-    *buf = NULL;
-    *len = 0;
+    int rc = out_begin(buf, len, errmsg, errlen);
+    if (rc != 0)
+        return rc;
     if (!req || !req->tab) {
         errf(errmsg, errlen, "no stack table to export");
         return -EINVAL;
@@ -561,11 +577,11 @@ int export_pprof_gz(const struct export_request *req, void **buf, size_t *len, c
     struct exporter ex;
     struct module_info *mods;
     size_t nmods;
-    int rc = build(&ex, req, SONDE_FORMAT_PPROF, &mods, &nmods, errmsg, errlen);
+    rc = build(&ex, req, SONDE_FORMAT_PPROF, &mods, &nmods, errmsg, errlen);
     uint8_t *bytes = NULL;
     size_t nbytes = 0;
     if (rc == 0) {
-        rc = pprof_builder_encode(ex.b, &bytes, &nbytes);
+        rc = pprof_end(&ex, nmods, &bytes, &nbytes);
         if (rc != 0)
             errf(errmsg, errlen, "cannot build the profile: %s", strerror(-rc));
     }
@@ -654,14 +670,9 @@ static int capture_sample(struct exporter *ex, const struct export_capture *c, s
 int export_capture_pprof_gz(const struct export_capture *c, void **buf, size_t *len, char *errmsg,
                             size_t errlen)
 {
-    if (errmsg && errlen)
-        errmsg[0] = '\0';
-    if (!buf || !len) {
-        errf(errmsg, errlen, "no buffer to export into");
-        return -EINVAL;
-    }
-    *buf = NULL;
-    *len = 0;
+    int rc = out_begin(buf, len, errmsg, errlen);
+    if (rc != 0)
+        return rc;
     if (!c || (c->n && !c->snaps) || c->interval_ns <= 0) {
         errf(errmsg, errlen, "no capture to export");
         return -EINVAL;
@@ -670,18 +681,15 @@ int export_capture_pprof_gz(const struct export_capture *c, void **buf, size_t *
     memset(&ex, 0, sizeof ex);
     struct module_info *mods = NULL;
     size_t nmods = 0;
-    int rc = exporter_open(&ex, &mods, &nmods, errmsg, errlen);
+    rc = exporter_open(&ex, &mods, &nmods, errmsg, errlen);
     if (rc == 0)
         rc = capture_begin(&ex, c);
     for (size_t i = 0; rc == 0 && i < c->n; i++)
         rc = capture_sample(&ex, c, i);
-    if (rc == 0)
-        for (size_t i = 0; i < nmods; i++)
-            pprof_builder_mapping_flags(ex.b, ex.mapping_ids[i], ex.mapping_flags[i]);
     uint8_t *bytes = NULL;
     size_t nbytes = 0;
     if (rc == 0)
-        rc = pprof_builder_encode(ex.b, &bytes, &nbytes);
+        rc = pprof_end(&ex, nmods, &bytes, &nbytes);
     if (rc == 0) {
         *buf = bytes;
         *len = nbytes;

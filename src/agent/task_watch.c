@@ -54,7 +54,6 @@
 #include "task_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -120,31 +119,6 @@ static int64_t clock_now(clockid_t id)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int read_small(const char *path, char *buf, size_t len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, len - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    return (int)n;
-}
-
-static void thread_comm(int tid, char out[16])
-{
-    char path[64], buf[32];
-    snprintf(path, sizeof path, "/proc/self/task/%d/comm", tid);
-    out[0] = '\0';
-    if (read_small(path, buf, sizeof buf) > 0) {
-        buf[strcspn(buf, "\n")] = '\0';
-        buf[15] = '\0'; /* comm is at most 15 bytes */
-        memcpy(out, buf, strlen(buf) + 1);
-    }
-}
-
 /* CPU time thread tid has used (its thread CPU clock, exact to now even
  * while it runs), -1 if it is gone. */
 static int64_t thread_cpu_ns(int tid)
@@ -160,9 +134,8 @@ static int64_t thread_cpu_ns(int tid)
 /* 1 if thread tid blocks signo (its SigBlk mask), or cannot be read. */
 static int blocks_signal(int tid, int signo)
 {
-    char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
-    if (read_small(path, buf, sizeof buf) < 0)
+    char buf[2048];
+    if (wall_read_task_file(tid, "status", buf, sizeof buf) < 0)
         return 1;
     const char *p = strstr(buf, "\nSigBlk:");
     if (!p)
@@ -339,7 +312,8 @@ static void take(struct watcher *w, struct seen *e)
     c->next_ns = e->due;
     memcpy(c->interface, o.interface, sizeof c->interface);
     memcpy(c->trace_id, o.trace_id, sizeof c->trace_id);
-    thread_comm(c->tid, c->thread);
+    c->thread[0] = '\0';
+    threads_read_name(c->tid, c->thread);
     int handler = handler_installed();
     c->no_signal = !handler || blocks_signal(c->tid, sampler.signo);
     if (!handler) {

@@ -131,7 +131,7 @@ int threads_init(size_t max_threads)
     return init_rc;
 }
 
-static void read_comm(int tid, char out[16])
+void threads_read_name(int tid, char out[16])
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/self/task/%d/comm", tid);
@@ -328,7 +328,7 @@ static void slot_exit(void *p)
         account_exit(t);
     pthread_mutex_lock(&reg_lock);
     if (atomic_load(&t->tid) == sys_gettid()) {
-        read_comm(sys_gettid(), t->name);
+        threads_read_name(sys_gettid(), t->name);
         remove_locked(t);
     }
     pthread_mutex_unlock(&reg_lock);
@@ -354,7 +354,7 @@ static struct thread_slot *register_self(uint32_t flags, uintptr_t lo, uintptr_t
             atomic_store(&stack_maps_stale, 1);
         }
         atomic_fetch_or(&t->flags, flags | SLOT_OWN);
-        read_comm(tid, t->name);
+        threads_read_name(tid, t->name);
         remember_name(tid, t->name);
         if (atomic_load(&sampler.running) && !(flags & SLOT_AGENT))
             timer_start_locked(t);
@@ -467,7 +467,7 @@ int threads_discover(void)
     int pid = getpid();
     for (int i = 0; i < nfresh; i++) {
         if (comm)
-            read_comm(fresh[i], comm[i]);
+            threads_read_name(fresh[i], comm[i]);
         if (fresh[i] == pid)
             main_stack_bounds(&mlo, &mhi);
     }
@@ -516,7 +516,7 @@ void threads_refresh_names(void)
         struct thread_slot *t = &sampler.threads.slots[i];
         int tid = slot_key(i);
         if (tid > 0) {
-            read_comm(tid, t->name);
+            threads_read_name(tid, t->name);
             remember_name(tid, t->name);
         }
     }
@@ -673,7 +673,7 @@ void threads_atfork_child(void)
         atomic_store(&t->stack_lo, lo);
         atomic_store(&t->stack_hi, hi);
         atomic_store(&t->flags, flags & ~SLOT_AGENT);
-        read_comm(sys_gettid(), t->name);
+        threads_read_name(sys_gettid(), t->name);
         sampler_tls_slot = t;
         if (flags & SLOT_OWN)
             pthread_setspecific(exit_key, t);

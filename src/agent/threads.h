@@ -52,6 +52,10 @@ void threads_foreach(threads_visit_fn fn, void *arg);
 /* Name of tid as last seen ("" if never seen); valid until the next call
  * from the same thread. */
 const char *threads_name(uint32_t tid);
+/* Reads thread tid's name (/proc/self/task/TID/comm, at most 15 bytes)
+ * into out, NUL-terminated; out is left as it was if tid is gone.  Takes
+ * no lock. */
+void threads_read_name(int tid, char out[16]);
 /* Re-reads every live thread's name from /proc. */
 void threads_refresh_names(void);
 

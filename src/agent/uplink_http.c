@@ -228,6 +228,24 @@ int64_t uplink_backoff(struct link *L, int *b)
     return jitter(L, *b);
 }
 
+int uplink_outbox_next(struct link *L, const struct xfer *x, enum verdict v, long status,
+                       int64_t now, int *backoff_ms, int64_t *next_ms)
+{
+    if (v != V_RETRY && v != V_AUTH) {
+        *backoff_ms = 0;
+        *next_ms = now;
+        return 0;
+    }
+    if (v == V_AUTH) {
+        uplink_log_auth(L, x, status);
+        *backoff_ms = UPLINK_BACKOFF_MAX_MS;
+    }
+    *next_ms = now + uplink_backoff(L, backoff_ms);
+    if (L->stopping)
+        L->gave_up = 1;
+    return 1;
+}
+
 /* ------------------------------------------------------------------ */
 /* Answers                                                             */
 

@@ -237,6 +237,13 @@ void uplink_note_reachable(struct link *L, const struct xfer *x, CURLcode cc, lo
 void uplink_lost_agent(struct link *L, const struct xfer *x, long status);
 /* A 401/403, logged once per outage. */
 void uplink_log_auth(struct link *L, const struct xfer *x, long status);
+/* After a step of an outbox (sessions: out_backoff_ms/next_outbox_ms;
+ * tasks: task_backoff_ms/next_task_ms) ended with verdict v: on V_RETRY
+ * or V_AUTH (logged; longest backoff) its next step waits *backoff_ms
+ * more (and a stopping link gives up): 1.  Else the backoff is reset and
+ * the next step may go at once: 0. */
+int uplink_outbox_next(struct link *L, const struct xfer *x, enum verdict v, long status,
+                       int64_t now, int *backoff_ms, int64_t *next_ms);
 
 /* uplink_poll.c.  v's integer value clamped to [lo, hi], or def when v is
  * not an integer. */

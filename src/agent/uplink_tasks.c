@@ -409,18 +409,8 @@ void uplink_on_task(struct link *L, struct xfer *x, enum verdict v, long status,
         U.stats.captures_dropped++;
     pthread_mutex_unlock(&U.lock);
 
-    if (v == V_RETRY || v == V_AUTH) {
-        if (v == V_AUTH) {
-            uplink_log_auth(L, x, status);
-            L->task_backoff_ms = UPLINK_BACKOFF_MAX_MS;
-        }
-        L->next_task_ms = now + uplink_backoff(L, &L->task_backoff_ms);
-        if (L->stopping)
-            L->gave_up = 1;
+    if (uplink_outbox_next(L, x, v, status, now, &L->task_backoff_ms, &L->next_task_ms))
         return;
-    }
-    L->task_backoff_ms = 0;
-    L->next_task_ms = now;
     if (!found)
         return; /* dropped meanwhile (an old event, at overflow) */
     if (x->kind == X_CLAIM && v == V_OK) {

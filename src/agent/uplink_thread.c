@@ -424,18 +424,8 @@ static void on_record(struct link *L, struct xfer *x, enum verdict v, long statu
     uint64_t total = U.stats.uploads;
     pthread_mutex_unlock(&U.lock);
 
-    if (v == V_RETRY || v == V_AUTH) {
-        if (v == V_AUTH) {
-            uplink_log_auth(L, x, status);
-            L->out_backoff_ms = UPLINK_BACKOFF_MAX_MS;
-        }
-        L->next_outbox_ms = now + uplink_backoff(L, &L->out_backoff_ms);
-        if (L->stopping)
-            L->gave_up = 1;
+    if (uplink_outbox_next(L, x, v, status, now, &L->out_backoff_ms, &L->next_outbox_ms))
         return;
-    }
-    L->out_backoff_ms = 0;
-    L->next_outbox_ms = now;
     if (outcome == DONE && x->kind == X_UPLOAD)
         agent_log("uplink: session %" PRId64 " uploaded (%zu bytes%s; %" PRIu64 " so far)",
                   server_id, bytes, status == 409 ? ", already stored" : "", total);

@@ -39,8 +39,10 @@
 
 static uint8_t copybuf[WALL_COPY_MAX]; /* the agent thread's (wall_pass) */
 
-static int read_file(const char *path, char *buf, size_t len)
+int wall_read_task_file(int tid, const char *name, char *buf, size_t len)
 {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/%s", tid, name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
@@ -54,9 +56,8 @@ static int read_file(const char *path, char *buf, size_t len)
 
 char wall_thread_state(int tid)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
-    if (read_file(path, buf, sizeof buf) < 0)
+    char buf[512];
+    if (wall_read_task_file(tid, "stat", buf, sizeof buf) < 0)
         return 0;
     char *p = strrchr(buf, ')');
     if (!p || p[1] != ' ' || !p[2])
@@ -66,9 +67,8 @@ char wall_thread_state(int tid)
 
 int wall_blocked_regs(int tid, struct wall_regs *out)
 {
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
-    if (read_file(path, buf, sizeof buf) < 0)
+    char buf[256];
+    if (wall_read_task_file(tid, "syscall", buf, sizeof buf) < 0)
         return -ESRCH;
     if (strncmp(buf, "running", 7) == 0)
         return -EAGAIN;

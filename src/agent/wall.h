@@ -27,6 +27,11 @@ struct wall_regs {
     uintptr_t sp, pc;   /* user stack pointer and pc */
 };
 
+/* Reads /proc/self/task/TID/NAME (name: a short file name such as
+ * "stat") into buf, NUL-terminated, at most len - 1 bytes (len >= 2).
+ * Bytes read (> 0), or -1 if it cannot be opened or is empty. */
+int wall_read_task_file(int tid, const char *name, char *buf, size_t len);
+
 /* The state letter of thread tid from /proc/self/task/TID/stat (R, S,
  * D, T, Z, ...); 0 if it is gone or the file says nothing usable. */
 char wall_thread_state(int tid);

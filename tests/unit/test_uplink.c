@@ -265,13 +265,7 @@ static void test_replaced_server_gets_a_new_registration_and_the_session(void **
     /* Two stores that know the same agent token: the second is a copy of
      * the first made before any agent registered. */
     struct server a, b;
-    server_prepare_down(&a, "replace-a");
-    server_init(&b, "replace-b");
-    b.port = a.port;
-    snprintf(b.agent_token, sizeof b.agent_token, "%s", a.agent_token);
-    char cmd[3 * PATH_MAX + 64];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s'/sonde.db* '%s'/", b.data, a.data, b.data);
-    assert_int_equal(system(cmd), 0);
+    server_prepare_copy(&a, "replace-a", &b, "replace-b");
 
     assert_int_equal(server_start(&a), 0);
     link_start("replace-app", &a, 2000);
@@ -445,19 +439,13 @@ static int is_frozen(void *arg)
 static void test_silent_server_does_not_hold_exit(void **state)
 {
     (void)state;
-    struct black_hole bh = {.fd = socket(AF_INET, SOCK_STREAM, 0)};
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof a;
-    assert_int_equal(bind(bh.fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(bh.fd, 16), 0);
-    getsockname(bh.fd, (struct sockaddr *)&a, &alen);
-    struct timeval tv = {0, 100000}; /* accept wakes to see stop */
-    setsockopt(bh.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int port;
+    struct black_hole bh = {.fd = listen_loopback(&port)};
     assert_int_equal(pthread_create(&bh.th, NULL, black_hole_main, &bh), 0);
 
     struct server silent;
     server_init(&silent, "silent");
-    silent.port = ntohs(a.sin_port);
+    silent.port = port;
     snprintf(silent.agent_token, sizeof silent.agent_token, "%s", main_srv.agent_token);
     link_start("silent-app", &silent, 800);
     struct uplink_session m = session_meta("profile-now");

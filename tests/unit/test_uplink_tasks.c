@@ -31,6 +31,16 @@ static json_t *create_task(int port, const char *app, const char *iface, int thr
     return t;
 }
 
+/* Creates a task of app watching iface (threshold 200 ms, every 100 ms,
+ * max captures) → its id. */
+static int64_t task_new(int port, const char *app, const char *iface, int max)
+{
+    json_t *t = create_task(port, app, iface, 200, 100, max);
+    int64_t id = int_of(t, "id");
+    json_decref(t);
+    return id;
+}
+
 static void cancel_task(int port, int64_t id)
 {
     char path[64];
@@ -52,10 +62,7 @@ static json_t *task_logs(int port, int64_t id)
 {
     char path[64];
     snprintf(path, sizeof path, "/api/v1/tasks/%lld/logs", (long long)id);
-    json_t *o = admin_get(port, path);
-    json_t *logs = json_incref(json_object_get(o, "logs"));
-    json_decref(o);
-    return logs;
+    return admin_get_list(port, path, "logs");
 }
 
 /* The task's captures (a new reference). */
@@ -63,10 +70,7 @@ static json_t *task_captures(int port, int64_t id)
 {
     char path[64];
     snprintf(path, sizeof path, "/api/v1/tasks/%lld/captures", (long long)id);
-    json_t *o = admin_get(port, path);
-    json_t *list = json_incref(json_object_get(o, "captures"));
-    json_decref(o);
-    return list;
+    return admin_get_list(port, path, "captures");
 }
 
 struct captures_query {
@@ -233,9 +237,7 @@ static void test_capture_is_claimed_and_uploaded(void **state)
     (void)state;
     link_up("cap-app", &main_srv);
     struct task_watch tw = {.want = 1};
-    json_t *t = create_task(main_srv.port, "cap-app", TASK_IFACE, 200, 100, 3);
-    int64_t id = int_of(t, "id");
-    json_decref(t);
+    int64_t id = task_new(main_srv.port, "cap-app", TASK_IFACE, 3);
     assert_true(wait_for(list_is, &tw, 2000));
 
     put_capture(id, "trace-cap-1", TASK_IFACE, 1500);
@@ -257,7 +259,7 @@ static void test_capture_is_claimed_and_uploaded(void **state)
     assert_int_equal(st.captures_sent, 1);
     assert_int_equal(st.captures_refused, 0);
     assert_int_equal(st.captures_dropped, 0);
-    t = task_get(main_srv.port, id);
+    json_t *t = task_get(main_srv.port, id);
     assert_int_equal(int_of(t, "captures"), 1);
     assert_string_equal(str_of(t, "state"), "running");
     json_decref(t);
@@ -276,9 +278,7 @@ static void test_limit_one_grants_one_claim_refuses_the_next_and_ends_the_task(v
     (void)state;
     link_up("lim-app", &main_srv);
     struct task_watch tw = {.want = 1};
-    json_t *t = create_task(main_srv.port, "lim-app", TASK_IFACE, 200, 100, 1);
-    int64_t id = int_of(t, "id");
-    json_decref(t);
+    int64_t id = task_new(main_srv.port, "lim-app", TASK_IFACE, 1);
     assert_true(wait_for(list_is, &tw, 2000));
 
     put_capture(id, "trace-lim-1", TASK_IFACE, 900);
@@ -296,7 +296,7 @@ static void test_limit_one_grants_one_claim_refuses_the_next_and_ends_the_task(v
     json_t *list = task_captures(main_srv.port, id);
     assert_string_equal(str_of(json_array_get(list, 0), "trace_id"), "trace-lim-1");
     json_decref(list);
-    t = task_get(main_srv.port, id);
+    json_t *t = task_get(main_srv.port, id);
     assert_string_equal(str_of(t, "state"), "limit-reached");
     assert_int_equal(int_of(t, "captures"), 1);
     json_decref(t);
@@ -320,12 +320,8 @@ static void test_claims_of_ended_unknown_or_mismatched_tasks(void **state)
     (void)state;
     link_up("bad-app", &main_srv);
     struct task_watch tw = {.want = 2};
-    json_t *t = create_task(main_srv.port, "bad-app", TASK_IFACE, 200, 100, 5);
-    int64_t gone = int_of(t, "id");
-    json_decref(t);
-    t = create_task(main_srv.port, "bad-app", "GET /other", 200, 100, 5);
-    int64_t live = int_of(t, "id");
-    json_decref(t);
+    int64_t gone = task_new(main_srv.port, "bad-app", TASK_IFACE, 5);
+    int64_t live = task_new(main_srv.port, "bad-app", "GET /other", 5);
     assert_true(wait_for(list_is, &tw, 2000));
 
     /* A cancelled task: 409, refused, and the task is ended here. */
@@ -365,9 +361,7 @@ static void test_task_events_reach_the_log_in_order_and_bad_ones_are_not_sent(vo
     (void)state;
     link_up("ev-app", &main_srv);
     struct task_watch tw = {.want = 1};
-    json_t *t = create_task(main_srv.port, "ev-app", TASK_IFACE, 200, 100, 5);
-    int64_t id = int_of(t, "id");
-    json_decref(t);
+    int64_t id = task_new(main_srv.port, "ev-app", TASK_IFACE, 5);
     assert_true(wait_for(list_is, &tw, 2000));
 
     uplink_task_event(id, "bogus", "not an event of the protocol");
@@ -408,9 +402,7 @@ static void test_task_items_wait_for_a_server_that_is_down_and_go_after_restart(
     link_up("tr-app", &r);
     int64_t agent = stats().agent_id;
     struct task_watch tw = {.want = 1};
-    json_t *t = create_task(r.port, "tr-app", TASK_IFACE, 200, 100, 5);
-    int64_t id = int_of(t, "id");
-    json_decref(t);
+    int64_t id = task_new(r.port, "tr-app", TASK_IFACE, 5);
     assert_true(wait_for(list_is, &tw, 2000));
 
     server_signal(&r, SIGKILL);
@@ -443,9 +435,7 @@ static void test_task_outbox_bounds(void **state)
     server_init(&r, "tasks-bounds");
     assert_int_equal(server_start(&r), 0);
     assert_int_equal(server_agent_token(&r), 0);
-    json_t *t = create_task(r.port, "ob-app", TASK_IFACE, 200, 100, 100);
-    int64_t id = int_of(t, "id");
-    json_decref(t);
+    int64_t id = task_new(r.port, "ob-app", TASK_IFACE, 100);
     server_signal(&r, SIGTERM);
     link_start("ob-app", &r, 2000);
 
@@ -498,17 +488,11 @@ static void test_new_registration_starts_the_task_list_afresh(void **state)
      * a, the link registers again and b's answer (no task ever) empties
      * the list a had sent. */
     struct server a, b;
-    server_prepare_down(&a, "fresh-a");
-    server_init(&b, "fresh-b");
-    b.port = a.port;
-    snprintf(b.agent_token, sizeof b.agent_token, "%s", a.agent_token);
-    char cmd[3 * PATH_MAX + 64];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s'/sonde.db* '%s'/", b.data, a.data, b.data);
-    assert_int_equal(system(cmd), 0);
+    server_prepare_copy(&a, "fresh-a", &b, "fresh-b");
     assert_int_equal(server_start(&a), 0);
     link_up("fresh-app", &a);
     struct task_watch tw = {.want = 1};
-    json_decref(create_task(a.port, "fresh-app", TASK_IFACE, 200, 100, 5));
+    task_new(a.port, "fresh-app", TASK_IFACE, 5);
     assert_true(wait_for(list_is, &tw, 2000));
 
     server_signal(&a, SIGKILL);
@@ -683,19 +667,13 @@ static int fake_polled(void *arg)
 static void test_task_lists_are_checked_field_by_field(void **state)
 {
     (void)state;
-    struct fake f = {.fd = socket(AF_INET, SOCK_STREAM, 0)};
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof a;
-    assert_int_equal(bind(f.fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(f.fd, 16), 0);
-    getsockname(f.fd, (struct sockaddr *)&a, &alen);
-    struct timeval tv = {0, 100000}; /* accept wakes to see stop */
-    setsockopt(f.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int port;
+    struct fake f = {.fd = listen_loopback(&port)};
     assert_int_equal(pthread_create(&f.th, NULL, fake_main, &f), 0);
 
     struct server fs;
     server_init(&fs, "fake");
-    fs.port = ntohs(a.sin_port);
+    fs.port = port;
     link_up("fake-app", &fs);
     /* First list: only the two good entries. */
     struct task_watch tw = {.want = 2};

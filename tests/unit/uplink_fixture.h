@@ -251,6 +251,41 @@ static void server_prepare_down(struct server *s, const char *name)
     server_signal(s, SIGTERM);
 }
 
+/* Two stores that know the same agent token: a is prepared and down
+ * (server_prepare_down); b, not started, is on a's port with a copy of
+ * a's data as it is now.  When b replaces a, the link finds a server
+ * that does not know what a learned since. */
+static void server_prepare_copy(struct server *a, const char *name_a, struct server *b,
+                                const char *name_b)
+{
+    server_prepare_down(a, name_a);
+    server_init(b, name_b);
+    b->port = a->port;
+    snprintf(b->agent_token, sizeof b->agent_token, "%s", a->agent_token);
+    char cmd[3 * PATH_MAX + 64];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s'/sonde.db* '%s'/", b->data, a->data,
+             b->data);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* A listening TCP socket on a free loopback port (*port) for a scripted
+ * server thread; its accept wakes every 100 ms so the thread can see
+ * that it should stop. */
+static int listen_loopback(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    struct timeval tv = {0, 100000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
 static void kill_all_servers(void)
 {
     for (int i = 0; i < n_spawned; i++)
@@ -377,15 +412,24 @@ static int sessions_are(void *arg)
     return ok;
 }
 
+/* GET path on port (admin token) → the array under key (a new
+ * reference; NULL if there is none). */
+static json_t *admin_get_list(int port, const char *path, const char *key)
+{
+    json_t *o = admin_get(port, path);
+    json_t *list = json_incref(json_object_get(o, key));
+    json_decref(o);
+    return list;
+}
+
 static json_t *only_session(int port, const char *app)
 {
     char path[256];
     snprintf(path, sizeof path, "/api/v1/sessions?app=%s", app);
-    json_t *o = admin_get(port, path);
-    json_t *list = json_object_get(o, "sessions");
+    json_t *list = admin_get_list(port, path, "sessions");
     assert_int_equal(json_array_size(list), 1);
     json_t *s = json_incref(json_array_get(list, 0));
-    json_decref(o);
+    json_decref(list);
     return s;
 }
 
@@ -393,10 +437,7 @@ static json_t *agents_of(int port, const char *app)
 {
     char path[256];
     snprintf(path, sizeof path, "/api/v1/agents?app=%s", app);
-    json_t *o = admin_get(port, path);
-    json_t *list = json_incref(json_object_get(o, "agents"));
-    json_decref(o);
-    return list;
+    return admin_get_list(port, path, "agents");
 }
 
 static json_int_t int_of(json_t *o, const char *key)

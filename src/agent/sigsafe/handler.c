@@ -143,6 +143,23 @@ void sampler_stack_bounds(struct thread_slot *t, uintptr_t sp, uintptr_t *lo, ui
     }
 }
 
+/* Unwinds the context the signal interrupted (uc) into pcs[0 .. max),
+ * within t's stack (or the mapping that holds sp when t is NULL): the
+ * walk both the timer's samples and snapshots take.  Frames, or < 0. */
+static inline int unwind_interrupted(const ucontext_t *uc, struct thread_slot *t, uintptr_t *pcs,
+                                     int max, int *truncated)
+{
+    struct unwind_regs regs = {
+        .pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP],
+        .sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP],
+        .fp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP],
+        .fp_known = 1,
+    };
+    struct unwind_stack stk = {0, 0, 0};
+    sampler_stack_bounds(t, regs.sp, &stk.lo, &stk.hi);
+    return unwind_walk(&regs, &stk, pcs, max, truncated);
+}
+
 /* A snapshot request (sampler.h, struct snapshot_box): if the box waits
  * for this very thread, claim it and unwind the interrupted context into
  * it.  Independent of sampler.running and of the thread table (a thread
@@ -164,16 +181,8 @@ static void snapshot_take(const ucontext_t *uc)
     struct thread_slot *t = sampler_tls_slot;
     if (!t)
         t = sampler_find_thread(tid);
-    struct unwind_regs regs = {
-        .pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP],
-        .sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP],
-        .fp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP],
-        .fp_known = 1,
-    };
-    struct unwind_stack stk = {0, 0, 0};
-    sampler_stack_bounds(t, regs.sp, &stk.lo, &stk.hi);
     int truncated = 0;
-    int n = unwind_walk(&regs, &stk, b->pcs, SNAPSHOT_MAX_FRAMES, &truncated);
+    int n = unwind_interrupted(uc, t, b->pcs, SNAPSHOT_MAX_FRAMES, &truncated);
     b->nframes = n < 0 ? 0 : n;
     b->truncated = truncated;
     atomic_store_explicit(&b->state, base | SNAPSHOT_WRITTEN, memory_order_release);
@@ -226,17 +235,8 @@ void sampler_handler(int sig, siginfo_t *si, void *ucv)
     struct sample_slot *s = ring_claim(&sampler.ring, &pos);
     if (!s)
         goto out;
-    const ucontext_t *uc = ucv;
-    struct unwind_regs regs = {
-        .pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP],
-        .sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP],
-        .fp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP],
-        .fp_known = 1,
-    };
-    struct unwind_stack stk = {0, 0, 0};
-    sampler_stack_bounds(t, regs.sp, &stk.lo, &stk.hi);
     int truncated = 0;
-    int n = unwind_walk(&regs, &stk, s->pcs, sampler.max_frames, &truncated);
+    int n = unwind_interrupted(ucv, t, s->pcs, sampler.max_frames, &truncated);
     s->tid = (uint32_t)atomic_load_explicit(&t->tid, memory_order_relaxed);
     s->types = (uint8_t)sampler.types;
     s->state = 'R';
