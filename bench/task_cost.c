@@ -9,7 +9,10 @@
  *      RUN_MS that burns CPU (snapshots through the signal) and one that
  *      blocks in poll() (snapshots read from outside); from each
  *      capture's pprof (offset labels), |interval - 5 ms| over every
- *      consecutive pair: median and p90 (goal: median <= 1 ms);
+ *      consecutive pair: median and p90 (goal: median <= 1 ms); the
+ *      peer is what the OS itself does: a bare loop of
+ *      clock_nanosleep(TIMER_ABSTIME) at 5 ms steps on an idle thread,
+ *      the same error measured on its wake-up times;
  *  (b) what a watched but fast call pays: sonde_span_begin +
  *      sonde_span_end of the watched interface (no duration) with the
  *      task running (threshold 200 ms, so no call is ever captured),
@@ -23,6 +26,7 @@
  * stdout:
  *   task_interval_running_error_ns_median=M p90=P n=N
  *   task_interval_blocked_error_ns_median=M p90=P n=N
+ *   task_interval_sleep_peer_error_ns_median=M p90=P n=N
  *   task_watched_span_pair_ns_median=M min=m
  *   task_unwatched_span_pair_ns_median=M min=m
  *   task_added_per_call_ns_median=D
@@ -151,6 +155,37 @@ static void interval_error(int which, const char *name)
            (long long)err[m * 9 / 10], m);
 }
 
+/* The peer of (a): absolute 5 ms sleeps, no agent involved. */
+static void sleep_peer(void)
+{
+    enum { N = 270 };
+    static int64_t err[N];
+    struct timespec next;
+    clock_gettime(CLOCK_REALTIME, &next);
+    int64_t prev = 0;
+    int m = 0;
+    for (int i = 0; i <= N; i++) {
+        next.tv_nsec += FREQ_NS;
+        while (next.tv_nsec >= 1000000000L) {
+            next.tv_nsec -= 1000000000L;
+            next.tv_sec++;
+        }
+        while (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &next, NULL) == EINTR)
+            ;
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        int64_t t = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+        if (i > 0) {
+            int64_t d = t - prev - FREQ_NS;
+            err[m++] = d < 0 ? -d : d;
+        }
+        prev = t;
+    }
+    qsort(err, (size_t)m, sizeof err[0], cmp_i64);
+    printf("task_interval_sleep_peer_error_ns_median=%lld p90=%lld n=%d\n", (long long)err[m / 2],
+           (long long)err[m * 9 / 10], m);
+}
+
 static struct task_spec spec(int64_t id, const char *iface, int threshold, int frequency)
 {
     struct task_spec s;
@@ -273,6 +308,7 @@ int main(int argc, char **argv)
         return 1;
     }
     int rc = measure_intervals() == 0 && measure_cost() == 0 ? 0 : 1;
+    sleep_peer();
     task_stop();
     modules_shutdown();
     return rc;
