@@ -44,6 +44,11 @@ SERVER_PKGS := libmicrohttpd jansson sqlite3 nettle libprotobuf-c zlib
 SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -lpthread -lm
 CLI_PKGS := libcurl jansson libprotobuf-c zlib
 CLI_LIBS := $(shell pkg-config --libs $(CLI_PKGS) 2>/dev/null) -lm
+# The HTTP load generator (loadgen*.c, histogram.c) is sonded's and the
+# CLI's, never the agent's: its own object list, http-parser for responses.
+LOADGEN_LIBS := -lhttp_parser -lpthread -lm
+SERVER_LIBS += $(LOADGEN_LIBS)
+CLI_LIBS += $(LOADGEN_LIBS)
 CPPFLAGS += $(shell pkg-config --cflags $(SERVER_PKGS) libcurl 2>/dev/null)
 
 PROTO_DIR := /usr/share/gocode/src/github.com/google/pprof/proto
@@ -51,12 +56,14 @@ GEN_C := $(B)/gen/profile.pb-c.c
 GEN_H := $(B)/gen/profile.pb-c.h
 
 AGENT_SRCS := $(sort $(wildcard src/agent/*.c src/agent/sigsafe/*.c))
-COMMON_SRCS := $(sort $(wildcard src/common/*.c))
+LOADGEN_SRCS := src/common/histogram.c $(sort $(wildcard src/common/loadgen*.c))
+COMMON_SRCS := $(filter-out $(LOADGEN_SRCS),$(sort $(wildcard src/common/*.c)))
 CLI_SRCS := $(sort $(wildcard src/cli/*.c))
 SERVER_SRCS := $(sort $(wildcard src/server/*.c))
 
 AGENT_OBJS := $(AGENT_SRCS:%.c=$(B)/obj/%.o)
 COMMON_OBJS := $(COMMON_SRCS:%.c=$(B)/obj/%.o) $(B)/obj/gen/profile.pb-c.o
+LOADGEN_OBJS := $(LOADGEN_SRCS:%.c=$(B)/obj/%.o)
 CLI_OBJS := $(CLI_SRCS:%.c=$(B)/obj/%.o)
 SERVER_OBJS := $(SERVER_SRCS:%.c=$(B)/obj/%.o)
 # Everything of sonded but main(), for the unit tests.
@@ -148,10 +155,10 @@ $(LIBSONDE_A): $(AGENT_OBJS) $(COMMON_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(SONDE): $(CLI_OBJS) $(COMMON_OBJS) | $(LIBSONDE)
+$(SONDE): $(CLI_OBJS) $(COMMON_OBJS) $(LOADGEN_OBJS) | $(LIBSONDE)
 	$(CC) $(SANFLAGS) -o $@ $^ $(PKG_LIBS) $(CLI_LIBS)
 
-$(SONDED_A): $(SERVER_LIB_OBJS) $(COMMON_OBJS)
+$(SONDED_A): $(SERVER_LIB_OBJS) $(COMMON_OBJS) $(LOADGEN_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
@@ -174,6 +181,15 @@ $(SERVER_UNIT): $(B)/tests/%: tests/unit/%.c $(SONDED_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -DSONDE_BUILD_DIR='"$(B)"' -o $@ $< $(SONDED_A) \
 		-lcmocka $(SERVER_LIBS)
+
+# The load generator's tests link only its objects (test_loadgen serves
+# its own targets with libmicrohttpd).
+LOADGEN_UNIT := $(filter $(addprefix $(B)/tests/,test_histogram test_loadgen),$(UNIT_BINS))
+UNIT_LIBS_test_loadgen := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+$(LOADGEN_UNIT): $(B)/tests/%: tests/unit/%.c $(LOADGEN_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -DSONDE_BUILD_DIR='"$(B)"' -o $@ $< $(LOADGEN_OBJS) \
+		-lcmocka $(UNIT_LIBS_$*) $(LOADGEN_LIBS)
 
 $(B)/progs/%: tests/system/progs/%.c
 	@mkdir -p $(dir $@)

@@ -52,7 +52,8 @@ from pathlib import Path
 
 # sonded on a fresh data dir, the machine-load meter and small helpers are
 # shared with the server benchmark beside this file.
-from server_bench import LoadMeter, Server, clean_env, env_int, log, proc_cpu_s
+from server_bench import (LoadMeter, Server, clean_env, env_int, log, parse_wrk,
+                          print_table, proc_cpu_s)
 
 GOAL_RATIO = 0.98
 ENDPOINTS = ("/fast", "/cpu")
@@ -151,27 +152,16 @@ def running_session(srv, app, request_id):
             and s.get("state") == "running"]
 
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def wrk(url, seconds):
     """One `wrk -t1 -c8 --latency` run: {rps, p50_ms, p99_ms, errors}."""
     p = subprocess.run(["wrk", "-t1", "-c8", f"-d{seconds}s", "--latency", url],
                        capture_output=True, text=True, timeout=seconds + 60, env=clean_env())
-    m = re.search(r"Requests/sec:\s+([0-9.]+)", p.stdout)
-    if p.returncode != 0 or not m:
+    out = parse_wrk(p.stdout)
+    if p.returncode != 0 or out["rps"] is None:
         raise RuntimeError(f"wrk {url} failed ({p.returncode}): {p.stdout[-300:]} "
                            f"{p.stderr[-300:]}")
-    out = {"rps": float(m.group(1))}
-    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
-        lm = re.search(rf"^\s+{pct}%\s+([0-9.]+)(us|ms|s)\s*$", p.stdout, re.M)
-        if lm:
-            out[key] = float(lm.group(1)) * _UNITS[lm.group(2)]
-    errs = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", p.stdout)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                     p.stdout)
-    out["errors"] = (int(errs.group(1)) if errs else 0) + (
-        sum(int(x) for x in sock.groups()) if sock else 0)
     return out
 
 
@@ -339,13 +329,7 @@ def main():
                 raw[f"ratio {c}/a {ep}"] = ratio
     header = ["endpoint", "configuration", "requests/s (median)", "vs (a)", "p99 latency",
               "runs", "note"]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print()
-    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
-    print(line)
-    print("-" * len(line))
-    for r in rows:
-        print("  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip())
+    print_table(header, rows)
     others = raw.get("other_load_percent", 0.0)
     details = (f"wrk -t1 -c8 -d{seconds}s, {runs} rounds, configurations and endpoints in a "
                f"shuffled order each round; demo: 4 worker threads; {os.cpu_count()} CPUs, "

@@ -89,6 +89,39 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+_WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(stdout):
+    """What `wrk --latency` printed -> {rps, requests, p50_ms, p99_ms,
+    errors} (keys it did not print left out; rps None if absent)."""
+    m = re.search(r"Requests/sec:\s+([0-9.]+)", stdout)
+    n = re.search(r"(\d+) requests in", stdout)
+    out = {"rps": float(m.group(1)) if m else None,
+           "requests": int(n.group(1)) if n else None}
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        lm = re.search(rf"^\s+{pct}%\s+([0-9.]+)(us|ms|s)\s*$", stdout, re.M)
+        if lm:
+            out[key] = float(lm.group(1)) * _WRK_UNITS[lm.group(2)]
+    errs = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", stdout)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                     stdout)
+    out["errors"] = (int(errs.group(1)) if errs else 0) + (
+        sum(int(x) for x in sock.groups()) if sock else 0)
+    return out
+
+
+def print_table(header, rows):
+    """Prints rows (lists of strings) under header, columns padded to fit."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print()
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip())
+
+
 def env_int(name, default):
     try:
         return max(1, int(os.environ.get(name, default)))

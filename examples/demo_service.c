@@ -1,9 +1,10 @@
 /*
  * demo_service.c — a small HTTP service to profile with sonde: what
  * `make run` starts under `sonde run`, and what bench/demo_bench.py loads
- * with wrk.  libmicrohttpd, an internal pool of worker threads (each one
- * serving its keep-alive connections), four endpoints whose costs differ
- * in kind, so that each shows in a profile as itself:
+ * with wrk, and what the load generator's tests (`sonde loadtest`) aim at.
+ * libmicrohttpd, an internal pool of worker threads (each one serving its
+ * keep-alive connections), four endpoints whose costs differ in kind, so
+ * that each shows in a profile as itself:
  *
  *   GET /fast     a few bytes, nothing else
  *   GET /cpu      a few ms of arithmetic in demo_checksum_work()
@@ -15,6 +16,21 @@
  *                 answers JSON, the measured time and whether the poll
  *                 was cut short: {"slept_ms": 2000.1, "interrupted": false}
  *   GET /health   "ok"
+ *
+ * and two that let a load test check itself against the service:
+ *
+ *   ANY /echo     reads the request body (any size, any method) and
+ *                 answers {"method": "POST", "body_bytes": 5, "tag": "t1"},
+ *                 tag being the X-Demo-Tag header (1..63 of [A-Za-z0-9._-],
+ *                 else "")
+ *   GET /stats    {"served": N, "echo": {"requests": E, "body_bytes": B,
+ *                 "method": M, "tag": T}}: N requests answered since the
+ *                 start, every endpoint and every status counted (404s,
+ *                 405s, 400s) but /stats itself; E of them /echo, B the
+ *                 body bytes /echo read, M and T those of the last /echo
+ *                 (both "" before the first).  N counts a request before
+ *                 its answer is queued, so a client that has read N
+ *                 answers sees served >= N.
  *
  * A bad ms (not an integer in 1..60000) is answered 400.  The ms forms
  * are for active profiling (slow-call tasks): a call of a known length,
@@ -280,7 +296,7 @@ static int int_arg(const char *s, long min, long max, long *out)
     return 0;
 }
 
-enum endpoint { EP_FAST, EP_CPU, EP_SLOW, EP_HEALTH, EP_NONE };
+enum endpoint { EP_FAST, EP_CPU, EP_SLOW, EP_HEALTH, EP_ECHO, EP_STATS, EP_NONE };
 
 static const struct {
     const char *path;
@@ -290,7 +306,28 @@ static const struct {
     [EP_CPU] = {"/cpu", "GET /cpu"},
     [EP_SLOW] = {"/slow", "GET /slow"},
     [EP_HEALTH] = {"/health", "GET /health"},
+    [EP_ECHO] = {"/echo", NULL},   /* "<METHOD> /echo": any method */
+    [EP_STATS] = {"/stats", "GET /stats"},
 };
+
+/* What /stats reports.  served and the /echo counts are atomics; the last
+ * /echo's method and tag go together under echo_lock. */
+static _Atomic uint64_t served;
+static _Atomic uint64_t echo_requests, echo_body_bytes;
+static pthread_mutex_t echo_lock = PTHREAD_MUTEX_INITIALIZER;
+static char echo_method[17], echo_tag[64];
+
+/* /stats' answer into body. */
+static void stats_of(char *body, size_t len)
+{
+    pthread_mutex_lock(&echo_lock);
+    snprintf(body, len,
+             "{\"served\": %llu, \"echo\": {\"requests\": %llu, \"body_bytes\": %llu, "
+             "\"method\": \"%s\", \"tag\": \"%s\"}}\n",
+             (unsigned long long)served, (unsigned long long)echo_requests,
+             (unsigned long long)echo_body_bytes, echo_method, echo_tag);
+    pthread_mutex_unlock(&echo_lock);
+}
 
 /* Runs an endpoint's work; the response body into body.  ms: the
  * request's ?ms=N, 0 when not given. */
@@ -324,11 +361,114 @@ static unsigned serve(enum endpoint ep, long ms, char *body, size_t len)
     case EP_HEALTH:
         snprintf(body, len, "ok\n");
         return MHD_HTTP_OK;
+    case EP_STATS:
+        stats_of(body, len);
+        return MHD_HTTP_OK;
+    case EP_ECHO: /* answered by echo_request */
     case EP_NONE:
         break;
     }
-    snprintf(body, len, "not found: try /fast, /cpu, /slow or /health\n");
+    snprintf(body, len, "not found: try /fast, /cpu, /slow, /health, /echo or /stats\n");
     return MHD_HTTP_NOT_FOUND;
+}
+
+/* An /echo request between libmicrohttpd's calls (its *req_cls): the
+ * body is read piece by piece, the answer queued once it is all in. */
+struct echo {
+    sonde_span_t span;   /* 0 once ended */
+    uint64_t body_bytes; /* read so far */
+    int answered;
+    char method[sizeof echo_method];
+    char tag[sizeof echo_tag];
+};
+
+/* *req_cls of a request answered in the first call (all but /echo). */
+static char answered_marker;
+
+/* The X-Demo-Tag header into buf when it is 1..len-1 of [A-Za-z0-9._-]
+ * (safe to put in JSON as it is), else "". */
+static void tag_of(struct MHD_Connection *conn, char *buf, size_t len)
+{
+    const char *t = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Demo-Tag");
+    size_t n = t ? strlen(t) : 0;
+    buf[0] = '\0';
+    if (n == 0 || n >= len)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') ||
+              (t[i] >= '0' && t[i] <= '9') || t[i] == '.' || t[i] == '_' || t[i] == '-'))
+            return;
+    memcpy(buf, t, n + 1);
+}
+
+/* A later call for /echo: counts a piece of the body, or answers once the
+ * body is all in (a call with no data). */
+static enum MHD_Result echo_request(struct MHD_Connection *conn, struct echo *e,
+                                    size_t *upload_data_size)
+{
+    if (*upload_data_size) {
+        e->body_bytes += *upload_data_size;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (e->answered)
+        return MHD_YES;
+    e->answered = 1;
+    pthread_mutex_lock(&echo_lock);
+    echo_requests++;
+    echo_body_bytes += e->body_bytes;
+    memcpy(echo_method, e->method, sizeof echo_method);
+    memcpy(echo_tag, e->tag, sizeof echo_tag);
+    pthread_mutex_unlock(&echo_lock);
+    served++;
+    char body[192];
+    snprintf(body, sizeof body, "{\"method\": \"%s\", \"body_bytes\": %llu, \"tag\": \"%s\"}\n",
+             e->method, (unsigned long long)e->body_bytes, e->tag);
+    enum MHD_Result ok = reply(conn, MHD_HTTP_OK, body);
+    span_set_status(e->span, ok == MHD_YES ? MHD_HTTP_OK : 500);
+    span_end(e->span);
+    e->span = 0;
+    return ok;
+}
+
+/* The first call for /echo: its state and span; the body comes next. */
+static enum MHD_Result echo_begin(struct MHD_Connection *conn, const char *method,
+                                  void **req_cls)
+{
+    struct echo *e = calloc(1, sizeof *e);
+    if (!e)
+        return MHD_NO;
+    /* The method is the client's: only letters go into the answer's JSON
+     * and the span's name. */
+    size_t n = 0;
+    for (; method[n] && n + 1 < sizeof e->method; n++) {
+        char c = method[n];
+        e->method[n] = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ? c : '?';
+    }
+    tag_of(conn, e->tag, sizeof e->tag);
+    char interface[SONDE_SPAN_INTERFACE_MAX], trace[SONDE_SPAN_TRACE_MAX],
+        peer[SONDE_SPAN_PEER_MAX];
+    snprintf(interface, sizeof interface, "%s /echo", e->method);
+    e->span = span_begin(interface, trace_id_of(conn, trace, sizeof trace));
+    peer_of(conn, peer, sizeof peer);
+    if (peer[0])
+        span_set_peer(e->span, peer);
+    *req_cls = e;
+    return MHD_YES;
+}
+
+/* libmicrohttpd's end of every request, answered or not: frees an /echo's
+ * state (ending its span if the client went away before the answer). */
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls, (void)conn, (void)toe;
+    if (*req_cls && *req_cls != &answered_marker) {
+        struct echo *e = *req_cls;
+        span_end(e->span);
+        free(e);
+    }
+    *req_cls = NULL;
 }
 
 /*
@@ -337,7 +477,8 @@ static unsigned serve(enum endpoint ep, long ms, char *body, size_t len)
  * The whole request is handled in that first call, on the worker thread
  * that owns the connection, so the span opens and closes around exactly
  * the work of this request.  A server that finishes a request elsewhere
- * (another thread, a later callback) ends the span there with its handle.
+ * (another thread, a later callback) ends the span there with its handle,
+ * as /echo does (echo_request, on_completed).
  */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
@@ -345,17 +486,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   void **req_cls)
 {
     (void)cls, (void)version, (void)upload_data;
-    if (*req_cls) {
+    if (*req_cls == &answered_marker) {
         /* A body after the response was queued: read and dropped. */
         *upload_data_size = 0;
         return MHD_YES;
     }
-    *req_cls = conn; /* any non-NULL value: the first call is done */
+    if (*req_cls)
+        return echo_request(conn, *req_cls, upload_data_size);
 
     enum endpoint ep = EP_NONE;
     for (int i = 0; i < EP_NONE; i++)
         if (!strcmp(url, endpoints[i].path))
             ep = (enum endpoint)i;
+    if (ep == EP_ECHO)
+        return echo_begin(conn, method, req_cls);
+    *req_cls = &answered_marker; /* the first call is done */
     int get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
 
     /* Interfaces are a small fixed set: the endpoint as named, never the
@@ -371,7 +516,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (peer[0])
         span_set_peer(span, peer);
 
-    char body[128];
+    char body[256];
     unsigned status;
     const char *ms_arg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ms");
     long ms = 0;
@@ -385,6 +530,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     } else {
         status = serve(ep, ms, body, sizeof body);
     }
+    /* Counted before the answer is queued: a client that has it sees it
+     * in /stats. */
+    if (ep != EP_STATS)
+        served++;
     enum MHD_Result ok = reply(conn, status, body);
     span_set_status(span, ok == MHD_YES ? (int)status : 500);
     span_end(span);
@@ -398,8 +547,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: demo_service [--port N] [--threads N]\n"
                "  --port N      port on 127.0.0.1, 0..65535; 0 (default) picks a free one\n"
                "  --threads N   worker threads, 1..64 (default 4)\n"
-               "endpoints: GET /fast, /cpu, /slow, /health; /cpu?ms=N busy and /slow?ms=N\n"
-               "blocked in poll() for N ms (1..60000); stops on SIGTERM or SIGINT\n");
+               "endpoints: GET /fast, /cpu, /slow, /health, /stats, ANY /echo; /cpu?ms=N busy\n"
+               "and /slow?ms=N blocked in poll() for N ms (1..60000); stops on SIGTERM or\n"
+               "SIGINT\n");
 }
 
 int main(int argc, char **argv)
@@ -442,7 +592,7 @@ int main(int argc, char **argv)
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads, MHD_OPTION_CONNECTION_TIMEOUT, 60u,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "demo_service: cannot listen on 127.0.0.1:%ld: %s\n", port,
                 errno ? strerror(errno) : "libmicrohttpd failed to start");

@@ -5,14 +5,16 @@
 set -eu
 
 # curl: `make run` waits for sonded and the demo with it; wrk loads the
-# demo service in bench/demo_bench.py.
+# demo service in bench/demo_bench.py; libhttp-parser-dev: the load
+# generator (src/common/loadgen*.c) parses responses with it.  nginx-light:
+# the server both wrk and the load generator load in bench/loadgen_bench.py.
 PKGS="gcc g++ make pkg-config binutils
-libmicrohttpd-dev libjansson-dev libsqlite3-dev nettle-dev libcurl4-openssl-dev sqlite3
+libmicrohttpd-dev libjansson-dev libsqlite3-dev nettle-dev libcurl4-openssl-dev sqlite3 libhttp-parser-dev
 libdw-dev libelf-dev libiberty-dev zlib1g-dev
 libprotobuf-c-dev protobuf-c-compiler golang-github-google-pprof-dev
 libcmocka-dev python3-pytest golang-go
 google-perftools libgoogle-perftools-dev linux-perf
-curl wrk"
+curl wrk nginx-light"
 
 missing=""
 for p in $PKGS; do

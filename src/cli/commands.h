@@ -20,6 +20,7 @@ int cmd_record(int argc, char **argv);   /* sonde record [-F HZ] [--cpu|--wall] 
 int cmd_top(int argc, char **argv);      /* sonde top [-n N] [--sample-index NAME] FILE|SESSION */
 int cmd_collapse(int argc, char **argv); /* sonde collapse [--sample-index NAME] FILE */
 int cmd_run(int argc, char **argv);      /* sonde run [--server URL] [--app A] ... -- PROG ARGS */
+int cmd_loadtest(int argc, char **argv); /* sonde loadtest URL [-c USERS] [-d DURATION] ... (local) */
 
 /* The agent library for a program to preload (cmd_record.c, shared with
  * cmd_run.c): $SONDE_LIB if set, else libsonde.so beside the sonde

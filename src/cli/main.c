@@ -3,7 +3,8 @@
  * per file (commands.h).  Local recording needs no server; `sonde run`
  * starts a program whose agent reports to sonded (cmd_run.c); the server
  * commands talk to sonded (cmd_server.c, cmd_settings.c, cmd_token.c,
- * cmd_task.c, cmd_capture.c, over command.c and client.c).
+ * cmd_task.c, cmd_capture.c, over command.c and client.c); `sonde
+ * loadtest` runs the load generator here (cmd_loadtest.c).
  */
 #include <stdio.h>
 #include <string.h>
@@ -24,6 +25,12 @@ static void usage(FILE *f)
             "                 print the top functions of a pprof file (self and total)\n"
             "  collapse [--sample-index NAME] FILE\n"
             "                 print a pprof file as collapsed stacks (flamegraph.pl input)\n"
+            "  loadtest URL [-c USERS] [-d DURATION] [--rate R] [-m METHOD]\n"
+            "           [-H \"Name: value\"]... [--body TEXT|--body-file F] [--timeout MS]\n"
+            "           [--threads N] [--json]\n"
+            "                 load http:// URL with USERS keep-alive connections (default 10)\n"
+            "                 for DURATION (default 60s); print latency percentiles,\n"
+            "                 requests/s, status codes and errors, like wrk\n"
             "  version        print the version\n"
             "  help           this text\n"
             "\n"
@@ -86,6 +93,8 @@ int main(int argc, char **argv)
         return cmd_collapse(argc - 1, argv + 1);
     if (!strcmp(cmd, "run"))
         return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "loadtest"))
+        return cmd_loadtest(argc - 1, argv + 1);
     static const struct {
         const char *name;
         int (*run)(int argc, char **argv);

@@ -29,6 +29,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "common/histogram.h"
 
@@ -47,8 +48,9 @@ struct loadgen_spec {
     const char *url;        /* http://host[:port][/path][?query] */
     const char *method;     /* NULL = "GET"; 1..15 uppercase letters */
     const char *const *headers; /* n_headers "Name: value" lines; Host,
-                                   Content-Length and Connection are the
-                                   engine's (refused here) */
+                                   Content-Length, Connection and
+                                   Transfer-Encoding are the engine's
+                                   (refused here) */
     size_t n_headers;
     const void *body;       /* may be NULL */
     size_t body_len;
@@ -98,16 +100,22 @@ int loadgen_new(const struct loadgen_spec *spec, struct loadgen **out, char *err
 void loadgen_free(struct loadgen *lg);
 
 /* The resolved target "ADDRESS:PORT" (e.g. for an allow-list check
- * before running), valid until loadgen_free. */
+ * before running; IPv6 as "[::1]:80"), valid until loadgen_free. */
 const char *loadgen_address(const struct loadgen *lg);
+/* The same as a socket address (for a CIDR check), *len set; valid until
+ * loadgen_free. */
+const struct sockaddr *loadgen_sockaddr(const struct loadgen *lg, socklen_t *len);
 
 /* Runs the test: returns after duration_ms (requests in flight at the
  * end are abandoned, not counted as errors) or soon after
  * loadgen_cancel.  Fills *out (may be NULL; read it later with
  * loadgen_progress).  A target that is down is not a failure: its
- * connects are counted as errors and the test runs its time.  0, or
- * -errno when the engine itself could not run (threads, epoll), with a
- * message in err. */
+ * connects are counted as errors and the test runs its time (a user
+ * backs off 1 ms doubling to 100 ms after consecutive errors).  Once per
+ * loadgen: a second call gives -EALREADY.  Raises the process's soft
+ * RLIMIT_NOFILE toward the hard limit when users need more descriptors.
+ * 0, or -errno when the engine itself could not run (threads, epoll),
+ * with a message in err. */
 int loadgen_run(struct loadgen *lg, struct loadgen_result *out, char *err, size_t errlen);
 
 /* Asks a running test to stop (returns at once; loadgen_run returns

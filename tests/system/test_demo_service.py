@@ -4,6 +4,8 @@ endpoints' default answers stay what the other tests and the README rely
 on, and the ?ms=N forms that active profiling's tests use: /slow?ms=N is
 one poll() of N ms that reports (JSON) how long it took and whether it was
 cut short, /cpu?ms=N is busy for N ms of wall time; a bad N is a 400.
+/stats counts the requests answered (all but /stats) and what /echo read,
+for the load generator's tests.
 """
 
 import json
@@ -15,11 +17,12 @@ import urllib.request
 import pytest
 
 
-def get(url, timeout=30):
+def get(url, timeout=30, method=None, data=None, headers=None):
     """-> (status, body text, seconds taken)."""
     t0 = time.monotonic()
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read().decode(), time.monotonic() - t0
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(), time.monotonic() - t0
@@ -65,3 +68,38 @@ def test_bad_ms_is_400(demo, path, ms):
     st, body, took = get(f"{demo.url}{path}?ms={ms}")
     assert (st, body) == (400, "bad ms: an integer from 1 to 60000\n"), (st, body)
     assert took < 5, took
+
+
+def stats(demo):
+    st, body, _ = get(demo.url + "/stats")
+    assert st == 200, body
+    return json.loads(body)
+
+
+def test_stats_counts_every_answer_but_its_own(demo):
+    assert stats(demo) == {"served": 0, "echo": {"requests": 0, "body_bytes": 0, "method": "",
+                                                 "tag": ""}}
+    get(demo.url + "/fast")
+    get(demo.url + "/nope")                    # 404
+    get(demo.url + "/fast", method="POST", data=b"x")  # 405
+    get(demo.url + "/cpu?ms=0")                # 400
+    assert stats(demo)["served"] == 4
+    assert stats(demo)["served"] == 4           # /stats itself is not counted
+
+
+def test_echo_reads_the_body_and_stats_count_it(demo):
+    st, body, _ = get(demo.url + "/echo", method="POST", data=b"hello",
+                      headers={"X-Demo-Tag": "t-1"})
+    assert st == 200 and json.loads(body) == {"method": "POST", "body_bytes": 5, "tag": "t-1"}
+    big = b"z" * 300000
+    st, body, _ = get(demo.url + "/echo", method="PUT", data=big,
+                      headers={"X-Demo-Tag": "bad tag!"})  # not [A-Za-z0-9._-]: ""
+    assert st == 200 and json.loads(body) == {"method": "PUT", "body_bytes": len(big), "tag": ""}
+    st, body, _ = get(demo.url + "/echo")
+    assert st == 200 and json.loads(body) == {"method": "GET", "body_bytes": 0, "tag": ""}
+    assert stats(demo) == {"served": 3, "echo": {"requests": 3, "body_bytes": 5 + len(big),
+                                                 "method": "GET", "tag": ""}}
+
+
+def test_stats_is_get_only(demo):
+    assert get(demo.url + "/stats", method="POST", data=b"")[0] == 405
