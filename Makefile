@@ -46,7 +46,7 @@ CLI_PKGS := libcurl jansson libprotobuf-c zlib
 CLI_LIBS := $(shell pkg-config --libs $(CLI_PKGS) 2>/dev/null) -lm
 # The HTTP load generator (loadgen*.c, histogram.c) is sonded's and the
 # CLI's, never the agent's: its own object list, http-parser for responses.
-LOADGEN_LIBS := -lhttp_parser -lpthread -lm
+LOADGEN_LIBS := -lhttp_parser -ljansson -lpthread -lm
 SERVER_LIBS += $(LOADGEN_LIBS)
 CLI_LIBS += $(LOADGEN_LIBS)
 CPPFLAGS += $(shell pkg-config --cflags $(SERVER_PKGS) libcurl 2>/dev/null)
@@ -175,8 +175,8 @@ UNIT_LIBS_test_uplink := $(shell pkg-config --libs libcurl 2>/dev/null)
 UNIT_LIBS_test_uplink_tasks := $(UNIT_LIBS_test_uplink)
 
 # Server unit tests link sonded's code (everything but main()).
-SERVER_UNIT := $(filter $(addprefix $(B)/tests/,test_store test_store_tasks test_views test_validate test_auth \
-		test_http),$(UNIT_BINS))
+SERVER_UNIT := $(filter $(addprefix $(B)/tests/,test_store test_store_tasks test_store_loadtests test_views test_validate test_auth \
+		test_http test_loadtest_allow),$(UNIT_BINS))
 $(SERVER_UNIT): $(B)/tests/%: tests/unit/%.c $(SONDED_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -DSONDE_BUILD_DIR='"$(B)"' -o $@ $< $(SONDED_A) \

@@ -2,8 +2,10 @@
  * cmd_loadtest.c — `sonde loadtest URL [-c USERS] [-d DURATION] ...`: runs
  * the load generator (common/loadgen.h) here, in this process, against
  * URL and prints a summary like wrk's (or, with --json, the whole result
- * with its per-second series).  No server involved: sonded runs the same
- * engine for load tests as a resource.
+ * with its per-second series).
+ *
+ * With --server URL the test is sonded's instead (cmd_loadtest_server.c):
+ * created there, queued, run by its engine, and this waits for its end.
  *
  * Every flag is checked before anything is sent: a bad one is a usage
  * error (exit 2) whose message names the flag and its range.  The test
@@ -32,7 +34,9 @@
 
 #include "cli/command.h"
 #include "commands.h"
+#include "cli/loadtest.h"
 #include "common/loadgen.h"
+#include "common/loadgen_json.h"
 
 #define DEFAULT_USERS 10
 #define DEFAULT_DURATION_S 60
@@ -46,6 +50,7 @@ static void loadtest_usage(FILE *f)
             "                      [-m|--method M] [-H|--header \"Name: value\"]...\n"
             "                      [--body TEXT | --body-file FILE] [--timeout MS]\n"
             "                      [--threads N] [--json]\n"
+            "                      [--server URL [--token T] [--profile-app APP]]\n"
             "  loads URL (plain http://) with N users, each one keep-alive connection\n"
             "  sending one request after the other, for D; prints latency percentiles,\n"
             "  requests/s, status codes and errors.  Ctrl-C stops early with the summary.\n"
@@ -62,6 +67,12 @@ static void loadtest_usage(FILE *f)
             "  --timeout MS       per request, connect included, 1..%d (default %d)\n"
             "  --threads N        worker threads, 1..%d (default: one per CPU, at most N users)\n"
             "  --json             the whole result as JSON, with the per-second series\n"
+            "  --server URL       sonded runs the test (queued behind others, then run;\n"
+            "                     its --loadtest-allow decides where it may send) and this\n"
+            "                     waits for the end; Ctrl-C cancels it there\n"
+            "  --token T          the token for --server (writer; default $SONDE_TOKEN)\n"
+            "  --profile-app APP  with --server: profile APP's agents during the test\n"
+            "                     (Profile Now sessions triggered by load-test)\n"
             "  exit status: 0 the test ran (errors or not), 1 it could not run, 2 usage error\n",
             LOADGEN_USERS_MAX, DEFAULT_USERS, DEFAULT_DURATION_S, LOADGEN_RATE_MAX,
             LOADGEN_HEADERS_MAX, TIMEOUT_MAX_MS, DEFAULT_TIMEOUT_MS, LOADGEN_THREADS_MAX);
@@ -69,14 +80,6 @@ static void loadtest_usage(FILE *f)
 
 /* ------------------------------------------------------------------ */
 /* Arguments                                                           */
-
-struct loadtest_args {
-    struct loadgen_spec spec;
-    const char *headers[LOADGEN_HEADERS_MAX];
-    char method[16];
-    char *body_file_data; /* owned, --body-file's contents */
-    int json;
-};
 
 /* A flag with a short and a long name: "-c N", "-cN", "--users N",
  * "--users=N".  1 with *val (NULL when missing; *i advanced past a
@@ -204,6 +207,18 @@ static int parse_args(struct command *cmd, struct loadtest_args *args, int argc,
             return 0;
         } else if (!strcmp(a, "--json")) {
             args->json = 1;
+        } else if (!strncmp(a, "--server", 8) || !strncmp(a, "--token", 7)) {
+            if (!strncmp(a, "--server", 8) && (a[8] == '\0' || a[8] == '='))
+                args->remote = 1;
+            int took = client_option(&args->opt, "loadtest", argc, argv, &i);
+            if (took < 0)
+                return 2;
+            if (took == 0)
+                return command_usage_error(cmd, "unknown option '%s'", a);
+        } else if (flag_value(NULL, "--profile-app", argc, argv, &i, &v)) {
+            if (!v || !*v || strlen(v) >= 128)
+                return bad_flag(cmd, "--profile-app needs an app name (1..127 bytes)", v);
+            args->profile_app = v;
         } else if (flag_value("-c", "--users", argc, argv, &i, &v)) {
             if (parse_int(v, 1, LOADGEN_USERS_MAX, &n) != 0) {
                 snprintf(msg, sizeof msg, "-c/--users must be 1..%d concurrent users",
@@ -299,6 +314,12 @@ static int parse_args(struct command *cmd, struct loadtest_args *args, int argc,
     } else if (body_file && read_body_file(args, body_file, msg, sizeof msg) != 0) {
         return command_usage_error(cmd, "%s", msg);
     }
+    if (args->profile_app && !args->remote)
+        return command_usage_error(cmd, "--profile-app needs --server: the agents of the app are "
+                                        "profiled by sonded during its test%s", NULL);
+    if (args->remote && s->threads)
+        return command_usage_error(cmd, "--threads is for a local run: sonded picks its own%s",
+                                   NULL);
     if (!s->method)
         s->method = body || body_file ? "POST" : "GET";
     s->url = url;
@@ -344,14 +365,14 @@ static void *wait_signals(void *arg)
 /* Output                                                              */
 
 /* "850.00us", "1.23ms", "2.50s": wrk's way. */
-static void fmt_latency(uint64_t ns, char *buf, size_t len)
+static void fmt_latency(double ms, char *buf, size_t len)
 {
-    if (ns < 1000000)
-        snprintf(buf, len, "%.2fus", (double)ns / 1e3);
-    else if (ns < 1000000000)
-        snprintf(buf, len, "%.2fms", (double)ns / 1e6);
+    if (ms < 1)
+        snprintf(buf, len, "%.2fus", ms * 1e3);
+    else if (ms < 1000)
+        snprintf(buf, len, "%.2fms", ms);
     else
-        snprintf(buf, len, "%.2fs", (double)ns / 1e9);
+        snprintf(buf, len, "%.2fs", ms / 1e3);
 }
 
 static void fmt_bytes(uint64_t b, char *buf, size_t len)
@@ -381,30 +402,15 @@ static int threads_of(const struct loadgen_spec *s)
     return t < s->users ? t : s->users;
 }
 
-/* The status codes in ascending order (code 0, "other codes", last). */
-static void sorted_status(const struct loadgen_result *r, size_t *order)
-{
-    for (size_t i = 0; i < r->n_status; i++)
-        order[i] = i;
-    for (size_t i = 1; i < r->n_status; i++)
-        for (size_t j = i; j > 0; j--) {
-            int a = r->status[order[j - 1]].code, b = r->status[order[j]].code;
-            if (!(a == 0 || (b != 0 && a > b)))
-                break;
-            size_t t = order[j];
-            order[j] = order[j - 1];
-            order[j - 1] = t;
-        }
-}
-
-/* The first lines, printed before the run. */
-static void print_header(const struct loadgen_spec *s, const char *address)
+void loadtest_print_header(const struct loadgen_spec *s, const char *where, int threads)
 {
     char dur[32];
     fmt_seconds(s->duration_ms / 1000, dur, sizeof dur);
-    printf("Load test of %s (%s)\n", s->url, address);
-    printf("  %d user%s, %d thread%s, %s, %s", s->users, s->users == 1 ? "" : "s",
-           threads_of(s), threads_of(s) == 1 ? "" : "s", dur, s->method);
+    printf("Load test of %s (%s)\n", s->url, where);
+    printf("  %d user%s", s->users, s->users == 1 ? "" : "s");
+    if (threads > 0)
+        printf(", %d thread%s", threads, threads == 1 ? "" : "s");
+    printf(", %s, %s", dur, s->method);
     if (s->body_len)
         printf(" with a %zu-byte body", s->body_len);
     if (s->rate > 0)
@@ -414,136 +420,65 @@ static void print_header(const struct loadgen_spec *s, const char *address)
     fflush(stdout);
 }
 
-static void print_summary(const struct loadgen_result *r, int cancelled)
+/* Member key of obj as a number (integer or real), 0 when absent. */
+static double num(json_t *obj, const char *key)
+{
+    return json_number_value(json_object_get(obj, key));
+}
+
+void loadtest_print_summary(json_t *r, int cancelled)
 {
     char a[32], b[32], c[32], d[32], e[32];
+    double elapsed = num(r, "elapsed_s");
     if (cancelled)
-        printf("  Cancelled after %.2fs\n", r->elapsed_s);
-    if (r->latency.count) {
-        fmt_latency((uint64_t)histogram_mean(&r->latency), a, sizeof a);
-        fmt_latency(histogram_quantile(&r->latency, 0.50), b, sizeof b);
-        fmt_latency(histogram_quantile(&r->latency, 0.90), c, sizeof c);
-        fmt_latency(histogram_quantile(&r->latency, 0.99), d, sizeof d);
-        fmt_latency(r->latency.max, e, sizeof e);
+        printf("  Cancelled after %.2fs\n", elapsed);
+    json_t *lat = json_object_get(r, "latency_ms");
+    if (json_is_object(lat)) {
+        fmt_latency(num(lat, "mean"), a, sizeof a);
+        fmt_latency(num(lat, "p50"), b, sizeof b);
+        fmt_latency(num(lat, "p90"), c, sizeof c);
+        fmt_latency(num(lat, "p99"), d, sizeof d);
+        fmt_latency(num(lat, "max"), e, sizeof e);
         printf("  Latency   mean %s  p50 %s  p90 %s  p99 %s  max %s\n", a, b, c, d, e);
     } else {
         printf("  Latency   no responses\n");
     }
-    double rps = r->elapsed_s > 0 ? (double)r->requests / r->elapsed_s : 0;
-    printf("  Requests  %llu in %.2fs, %.2f/s\n", (unsigned long long)r->requests, r->elapsed_s,
-           rps);
-    fmt_bytes(r->bytes_read, a, sizeof a);
-    printf("  Read      %s (%llu bytes)\n", a, (unsigned long long)r->bytes_read);
+    printf("  Requests  %.0f in %.2fs, %.2f/s\n", num(r, "requests"), elapsed,
+           num(r, "requests_per_s"));
+    double bytes = num(r, "bytes_read");
+    fmt_bytes((uint64_t)bytes, a, sizeof a);
+    printf("  Read      %s (%.0f bytes)\n", a, bytes);
     printf("  Status   ");
-    size_t order[LOADGEN_STATUS_MAX];
-    sorted_status(r, order);
-    for (size_t i = 0; i < r->n_status; i++) {
-        const typeof(r->status[0]) *st = &r->status[order[i]];
-        if (st->code)
-            printf(" %d: %llu", st->code, (unsigned long long)st->count);
-        else
-            printf(" other: %llu", (unsigned long long)st->count);
-    }
-    printf("%s\n", r->n_status ? "" : " none");
-    printf("  Errors    %llu", (unsigned long long)r->errors);
-    if (r->errors)
-        printf(": connect %llu, timeout %llu, reset %llu, other %llu",
-               (unsigned long long)r->err_connect, (unsigned long long)r->err_timeout,
-               (unsigned long long)r->err_reset, (unsigned long long)r->err_other);
+    json_t *status = json_object_get(r, "status"), *v;
+    const char *code;
+    json_object_foreach(status, code, v)
+        printf(" %s: %.0f", code, json_number_value(v));
+    printf("%s\n", json_object_size(status) ? "" : " none");
+    json_t *errors = json_object_get(r, "errors");
+    printf("  Errors    %.0f", num(errors, "total"));
+    if (num(errors, "total") > 0)
+        printf(": connect %.0f, timeout %.0f, reset %.0f, other %.0f", num(errors, "connect"),
+               num(errors, "timeout"), num(errors, "reset"), num(errors, "other"));
     printf("\n");
 }
 
-/* ns as ms with µs precision. */
-static json_t *json_ms(double ns)
-{
-    return json_real(round(ns / 1e3) / 1e3);
-}
-
-/* The whole result as JSON; NULL when out of memory. */
+/* The whole local result as JSON: the spec, then loadgen_json.h's
+ * document; NULL when out of memory. */
 static json_t *result_json(const struct loadgen_spec *s, const char *address,
                            const struct loadgen_result *r, int cancelled)
 {
-    json_t *o = json_object(), *lat = json_object(), *status = json_object(),
-           *errors = json_object(), *seconds = json_array();
-    if (!o || !lat || !status || !errors || !seconds) {
+    json_t *o = json_pack(
+        "{s:s,s:s,s:s,s:i,s:i,s:I,s:o,s:i,s:I,s:b}", "url", s->url, "address", address,
+        "method", s->method, "users", s->users, "threads", threads_of(s), "duration_s",
+        (json_int_t)(s->duration_ms / 1000), "rate", s->rate > 0 ? json_real(s->rate) : json_null(),
+        "timeout_ms", s->timeout_ms, "body_bytes", (json_int_t)s->body_len, "cancelled",
+        cancelled);
+    json_t *res = loadgen_result_json(r, 1);
+    if (!o || !res || json_object_update(o, res) != 0) {
         json_decref(o);
-        json_decref(lat);
-        json_decref(status);
-        json_decref(errors);
-        json_decref(seconds);
-        return NULL;
+        o = NULL;
     }
-    int bad = 0;
-    bad |= json_object_set_new(o, "url", json_string(s->url));
-    bad |= json_object_set_new(o, "address", json_string(address));
-    bad |= json_object_set_new(o, "method", json_string(s->method));
-    bad |= json_object_set_new(o, "users", json_integer(s->users));
-    bad |= json_object_set_new(o, "threads", json_integer(threads_of(s)));
-    bad |= json_object_set_new(o, "duration_s", json_integer(s->duration_ms / 1000));
-    bad |= json_object_set_new(o, "rate", s->rate > 0 ? json_real(s->rate) : json_null());
-    bad |= json_object_set_new(o, "timeout_ms", json_integer(s->timeout_ms));
-    bad |= json_object_set_new(o, "body_bytes", json_integer((json_int_t)s->body_len));
-    bad |= json_object_set_new(o, "cancelled", json_boolean(cancelled));
-    bad |= json_object_set_new(o, "elapsed_s", json_real(round(r->elapsed_s * 1e3) / 1e3));
-    bad |= json_object_set_new(o, "requests", json_integer((json_int_t)r->requests));
-    bad |= json_object_set_new(
-        o, "requests_per_s",
-        json_real(r->elapsed_s > 0 ? round((double)r->requests / r->elapsed_s * 100) / 100 : 0));
-    bad |= json_object_set_new(o, "bytes_read", json_integer((json_int_t)r->bytes_read));
-    bad |= json_object_set_new(o, "bytes_written", json_integer((json_int_t)r->bytes_written));
-
-    const struct histogram *h = &r->latency;
-    if (h->count) {
-        bad |= json_object_set_new(lat, "min", json_ms((double)h->min));
-        bad |= json_object_set_new(lat, "mean", json_ms(histogram_mean(h)));
-        bad |= json_object_set_new(lat, "p50", json_ms((double)histogram_quantile(h, 0.50)));
-        bad |= json_object_set_new(lat, "p90", json_ms((double)histogram_quantile(h, 0.90)));
-        bad |= json_object_set_new(lat, "p99", json_ms((double)histogram_quantile(h, 0.99)));
-        bad |= json_object_set_new(lat, "max", json_ms((double)h->max));
-    }
-    if (!h->count) {
-        json_decref(lat);
-        lat = json_null(); /* no responses: no latencies */
-    }
-    bad |= json_object_set_new(o, "latency_ms", lat);
-
-    size_t order[LOADGEN_STATUS_MAX];
-    sorted_status(r, order);
-    for (size_t i = 0; i < r->n_status; i++) {
-        char code[16];
-        snprintf(code, sizeof code, "%d", r->status[order[i]].code);
-        bad |= json_object_set_new(status, r->status[order[i]].code ? code : "other",
-                                   json_integer((json_int_t)r->status[order[i]].count));
-    }
-    bad |= json_object_set_new(o, "status", status);
-
-    bad |= json_object_set_new(errors, "total", json_integer((json_int_t)r->errors));
-    bad |= json_object_set_new(errors, "connect", json_integer((json_int_t)r->err_connect));
-    bad |= json_object_set_new(errors, "timeout", json_integer((json_int_t)r->err_timeout));
-    bad |= json_object_set_new(errors, "reset", json_integer((json_int_t)r->err_reset));
-    bad |= json_object_set_new(errors, "other", json_integer((json_int_t)r->err_other));
-    bad |= json_object_set_new(o, "errors", errors);
-
-    for (size_t i = 0; i < r->n_seconds && i < LOADGEN_SECONDS_MAX; i++) {
-        const struct loadgen_second *sec = &r->seconds[i];
-        json_t *x = json_object();
-        bad |= !x || json_array_append_new(seconds, x);
-        if (!x)
-            break;
-        bad |= json_object_set_new(x, "requests", json_integer(sec->requests));
-        bad |= json_object_set_new(x, "errors", json_integer(sec->errors));
-        bad |= json_object_set_new(
-            x, "latency_mean_ms",
-            sec->requests ? json_ms((double)sec->latency_sum_ns / sec->requests) : json_null());
-        bad |= json_object_set_new(x, "latency_max_ms", sec->requests
-                                                            ? json_ms((double)sec->latency_max_ns)
-                                                            : json_null());
-    }
-    bad |= json_object_set_new(o, "seconds", seconds);
-    if (bad) {
-        json_decref(o);
-        return NULL;
-    }
+    json_decref(res);
     return o;
 }
 
@@ -582,7 +517,10 @@ int cmd_loadtest(int argc, char **argv)
     struct loadtest_args args = {.spec = {.users = DEFAULT_USERS,
                                           .duration_ms = DEFAULT_DURATION_S * 1000LL,
                                           .timeout_ms = DEFAULT_TIMEOUT_MS}};
+    client_options_init(&args.opt);
     int rc = parse_args(&cmd, &args, argc, argv);
+    if (rc == ARGS_RUN && args.remote)
+        rc = loadtest_remote(&args);
     if (rc != ARGS_RUN) {
         free(args.body_file_data);
         return rc;
@@ -608,22 +546,24 @@ int cmd_loadtest(int argc, char **argv)
         return 1;
     }
     if (!args.json)
-        print_header(&args.spec, loadgen_address(lg));
+        loadtest_print_header(&args.spec, loadgen_address(lg), threads_of(&args.spec));
     rc = run_interruptible(lg, res, err, sizeof err);
     int status = 0;
     if (rc != 0) {
         fprintf(stderr, "sonde loadtest: %s\n", err[0] ? err : strerror(-rc));
         status = 1;
-    } else if (args.json) {
+    } else {
         json_t *j = result_json(&args.spec, loadgen_address(lg), res, loadgen_cancelled(lg));
-        if (!j || json_dumpf(j, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(12)) != 0) {
+        if (!j) {
             fprintf(stderr, "sonde loadtest: out of memory\n");
             status = 1;
+        } else if (args.json) {
+            json_dumpf(j, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(12));
+            putchar('\n');
+        } else {
+            loadtest_print_summary(j, loadgen_cancelled(lg));
         }
-        putchar('\n');
         json_decref(j);
-    } else {
-        print_summary(res, loadgen_cancelled(lg));
     }
     if (status == 0)
         status = command_finish("loadtest");

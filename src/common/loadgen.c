@@ -260,6 +260,7 @@ int loadgen_new(const struct loadgen_spec *spec, struct loadgen **out, char *err
         return fail(err, errlen, -ENOMEM, "out of memory");
     lg->cancel_fd = -1;
     pthread_mutex_init(&lg->lock, NULL);
+    snprintf(lg->host, sizeof lg->host, "%s", t.host);
     rc = resolve(lg, &t, err, errlen);
     if (rc) {
         loadgen_free(lg);
@@ -305,6 +306,11 @@ void loadgen_free(struct loadgen *lg)
 const char *loadgen_address(const struct loadgen *lg)
 {
     return lg->address;
+}
+
+const char *loadgen_host(const struct loadgen *lg)
+{
+    return lg->host;
 }
 
 const struct sockaddr *loadgen_sockaddr(const struct loadgen *lg, socklen_t *len)

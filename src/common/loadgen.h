@@ -102,6 +102,10 @@ void loadgen_free(struct loadgen *lg);
 /* The resolved target "ADDRESS:PORT" (e.g. for an allow-list check
  * before running; IPv6 as "[::1]:80"), valid until loadgen_free. */
 const char *loadgen_address(const struct loadgen *lg);
+/* The URL's host as written (a name or an address; IPv6 without its
+ * brackets), valid until loadgen_free: with loadgen_sockaddr, what an
+ * allow list of host names and CIDRs is checked against. */
+const char *loadgen_host(const struct loadgen *lg);
 /* The same as a socket address (for a CIDR check), *len set; valid until
  * loadgen_free. */
 const struct sockaddr *loadgen_sockaddr(const struct loadgen *lg, socklen_t *len);

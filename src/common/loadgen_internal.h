@@ -21,6 +21,7 @@ struct loadgen {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char address[80];   /* "ADDRESS:PORT", IPv6 in brackets */
+    char host[256];     /* the URL's host, without IPv6 brackets */
     char *request;      /* the whole request, built once */
     size_t request_len;
     int head;           /* method HEAD: responses have no body */

@@ -30,7 +30,8 @@ json_t *api_agent_json(const struct store_agent *a, int64_t now_ms, int heartbea
  *  "cpu_pct"|null,"mem_pct"|null,"state","has_profile","profile_bytes",
  *  "created_ms","updated_ms"}. */
 json_t *api_session_json(const struct store_session *s);
-/* {"id","app"|null,"duration_s","created_ms"}. */
+/* {"id","app"|null,"duration_s","created_ms","triggered_by" (profile-now
+ * or load-test),"loadtest_id"|null}. */
 json_t *api_profile_now_json(const struct store_profile_now *r);
 /* {"id","name","role","created_ms","last_used_ms"|null,"revoked_ms"|null}. */
 json_t *api_token_json(const struct store_token *t);
@@ -119,6 +120,15 @@ int ingest_traces(const struct pprof_profile *p, struct store_trace_span **out, 
  * before any answer about a task's state and by the server's tick.  A
  * failure is only logged (the caller goes on; the next call retries). */
 void api_task_expire(struct server *srv, int64_t now_ms);
+
+/* --- api_loadtest.c ------------------------------------------------ */
+
+/* Fails the load tests left "in progress" by a server that died (kill
+ * -9): each one whose start is older than its duration +
+ * LOADTEST_GRACE_MS, through store_loadtest_abandon ("server stopped
+ * during the test"), and wakes the polls when one was.  Called by the
+ * server's tick; a failure is only logged. */
+void api_loadtest_abandon(struct server *srv, int64_t now_ms);
 
 /* --- api_view.c ---------------------------------------------------- */
 

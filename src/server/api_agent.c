@@ -520,6 +520,12 @@ static enum http_result session_create(struct request *req, struct response *res
     snprintf(s.state, sizeof s.state, "running");
     s.pid = a.pid;
     s.duration_ms = duration_s * 1000;
+    /* A Profile Now request made by a load test (profile during test):
+     * its sessions are the test's, whatever the agent calls them. */
+    struct store_profile_now pn;
+    if (s.request_id > 0 && store_profile_now_get(srv->store, s.request_id, &pn) == 0 &&
+        pn.triggered_by[0])
+        snprintf(s.triggered_by, sizeof s.triggered_by, "%s", pn.triggered_by);
     rc = store_session_create(srv->store, &s);
     if (rc != 0)
         return store_failed(srv, res, rc);

@@ -167,6 +167,9 @@ void http_store_error(struct response *res, struct store *st, int rc, const char
     case -ENOTSUP:
         status = 501;
         break;
+    case -EBUSY:
+        status = 429;
+        break;
     default:
         status = 500;
         break;

@@ -68,11 +68,17 @@ struct server_config {
     size_t max_profile;       /* decompressed profile, default 64 MiB */
     int task_minute_ms;       /* a task minute: 60000; shorter for tests only
                                  (--task-minute-ms, 100..60000) */
+    char loadtest_allow[1024]; /* --loadtest-allow (loadtest.h); default
+                                  LOADTEST_ALLOW_DEFAULT */
+    int loadtest_parallel;    /* runner threads, 1..16, default 1 */
+    int loadtest_queue;       /* queued tests at most, 1..10000, default 100 */
 };
 
 struct server {
     struct server_config cfg;
     struct store *store;
+    struct loadtest_allow *loadtest_allow;   /* parsed cfg.loadtest_allow */
+    struct loadtest_runner *loadtest_runner; /* NULL until started */
     int port; /* the port really listened on */
     struct http_impl *impl; /* http.c's state */
 };
@@ -132,6 +138,7 @@ extern const struct route api_token_routes[];    /* /api/v1/tokens…, health */
 extern const struct route api_task_routes[];     /* /api/v1/tasks… */
 extern const struct route api_capture_routes[];  /* /api/v1/captures…, /api/v1/traces/… */
 extern const struct route api_agent_task_routes[]; /* /api/v1/agent/tasks…, …/captures… */
+extern const struct route api_loadtest_routes[]; /* /api/v1/loadtests… */
 
 /* Query parameter (decoded) or NULL. */
 const char *http_query(const struct request *req, const char *name);
@@ -149,7 +156,7 @@ void http_json(struct response *res, int status, json_t *body);
 void http_error(struct response *res, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* A store error code to its status (ENOENT 404, EEXIST 409, EINVAL 400,
- * ENOTSUP 501, else 500) with store_errmsg() or what (when non-NULL,
+ * ENOTSUP 501, EBUSY 429, else 500) with store_errmsg() or what (when non-NULL,
  * e.g. "session 12 not found") as the message. */
 void http_store_error(struct response *res, struct store *st, int rc, const char *what);
 /* http_store_error about the object of the request's {id}: for -ENOENT

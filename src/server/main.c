@@ -1,14 +1,17 @@
 /*
  * main.c — sonded, the server: command line, store, first-start admin
- * token, HTTP server, background thread (retention purges, task expiry),
- * and a clean stop on SIGTERM or SIGINT.
+ * token, HTTP server, load-test runners (loadtest.h), background thread
+ * (retention purges, task expiry, abandoned load tests), and a clean stop
+ * on SIGTERM or SIGINT.
  *
  * Signals are blocked in every thread (they inherit the mask from here)
  * and taken synchronously by the main thread with sigwait(), so the stop
- * sequence runs as ordinary code: the background thread first (it wakes
- * long-polls through the HTTP layer, which must still exist), then HTTP
- * (stop accepting, answer long-polls, let requests in flight finish),
- * then the store — nobody uses the store when it closes.
+ * sequence runs as ordinary code: the load-test runners first (their
+ * running tests end "failed", stored and notified through the HTTP layer
+ * and the store, which must still exist), then the background thread
+ * (it wakes long-polls through the HTTP layer too), then HTTP (stop
+ * accepting, answer long-polls, let requests in flight finish), then the
+ * store — nobody uses the store when it closes.
  *
  * stdout carries exactly what a supervisor or a test reads: the admin
  * token of a first start and "sonded listening on http://HOST:PORT".
@@ -31,6 +34,7 @@
 #include "server/api.h"
 #include "server/auth.h"
 #include "server/http.h"
+#include "server/loadtest.h"
 
 #define RETENTION_PERIOD_MS (3600 * 1000)
 /* The background thread's tick: how late a task may expire at worst
@@ -49,6 +53,11 @@ static const char usage[] =
     "  --max-profile-mb N      largest decompressed profile, 1..4096 MiB (default 64)\n"
     "  --task-minute-ms N      length of a task minute, 100..60000 ms (default 60000);\n"
     "                          for tests only: shortens active profiling tasks\n"
+    "  --loadtest-allow LIST   where load tests may send requests: comma-separated\n"
+    "                          addresses, CIDR blocks and host names (*.example.com);\n"
+    "                          default 127.0.0.0/8,::1 (loopback only); \"\" = nowhere\n"
+    "  --loadtest-parallel N   load tests run at the same time, 1..16 (default 1)\n"
+    "  --loadtest-queue N      load tests waiting at most, 1..10000 (default 100)\n"
     "  --help                  this text\n"
     "  --version               print the version\n"
     "environment: SONDE_ADMIN_TOKEN  the admin token to create on first start\n";
@@ -130,6 +139,9 @@ static const struct int_option {
     {"--max-upload-mb", 1, 1024, offsetof(struct server_config, max_upload), 1},
     {"--max-profile-mb", 1, 4096, offsetof(struct server_config, max_profile), 1},
     {"--task-minute-ms", 100, 60000, offsetof(struct server_config, task_minute_ms), 0},
+    {"--loadtest-parallel", 1, LOADTEST_PARALLEL_MAX,
+     offsetof(struct server_config, loadtest_parallel), 0},
+    {"--loadtest-queue", 1, 10000, offsetof(struct server_config, loadtest_queue), 0},
 };
 
 static const struct int_option *int_option(const char *name)
@@ -151,7 +163,7 @@ static void set_int_option(struct server_config *cfg, const struct int_option *o
 
 static int option_known(const char *name)
 {
-    static const char *const names[] = {"--listen", "--data", "--db", NULL};
+    static const char *const names[] = {"--listen", "--data", "--db", "--loadtest-allow", NULL};
     for (size_t i = 0; names[i]; i++)
         if (strcmp(names[i], name) == 0)
             return 1;
@@ -213,6 +225,11 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
             if (!*val || strlen(val) >= sizeof(cfg->db_url))
                 return bad_usage("--db: a URL of 1..599 bytes, not '%s'", val);
             snprintf(cfg->db_url, sizeof(cfg->db_url), "%s", val);
+        } else if (strcmp(name, "--loadtest-allow") == 0) {
+            if (strlen(val) >= sizeof(cfg->loadtest_allow))
+                return bad_usage("--loadtest-allow: a list of at most %zu bytes",
+                                 sizeof(cfg->loadtest_allow) - 1);
+            snprintf(cfg->loadtest_allow, sizeof(cfg->loadtest_allow), "%s", val);
         } else {
             return bad_usage("unknown option '%s'", name);
         }
@@ -264,8 +281,8 @@ static void purge(struct server *srv)
                 deleted, srv->cfg.retention_days);
 }
 
-/* Purges at start and every hour, expires tasks every TICK_MS, until
- * told to quit. */
+/* Purges at start and every hour, expires tasks and fails abandoned load
+ * tests every TICK_MS, until told to quit. */
 static void *background_main(void *arg)
 {
     struct background *b = arg;
@@ -284,6 +301,9 @@ static void *background_main(void *arg)
         /* Tasks whose end passed expire (requests expire them too,
          * lazily) and their agents' polls are woken. */
         api_task_expire(b->srv, wall_ms());
+        /* Load tests left "in progress" by a server that died (each one
+         * once its start is older than its duration + LOADTEST_GRACE_MS). */
+        api_loadtest_abandon(b->srv, wall_ms());
         pthread_mutex_lock(&b->lock);
         /* CLOCK_REALTIME is fine here: a tick give or take a clock step
          * does not matter (requests expire tasks on their own too). */
@@ -313,10 +333,16 @@ int main(int argc, char **argv)
     cfg->max_upload = 32u << 20;
     cfg->max_profile = 64u << 20;
     cfg->task_minute_ms = 60000;
+    snprintf(cfg->loadtest_allow, sizeof(cfg->loadtest_allow), "%s", LOADTEST_ALLOW_DEFAULT);
+    cfg->loadtest_parallel = 1;
+    cfg->loadtest_queue = LOADTEST_QUEUE_DEFAULT;
 
     int rc = parse_args(argc, argv, cfg);
     if (rc != 0)
         return rc == 1 ? 0 : rc;
+    char err[512] = "";
+    if (loadtest_allow_parse(cfg->loadtest_allow, &srv.loadtest_allow, err, sizeof(err)) < 0)
+        return bad_usage("%s", err);
     if (!cfg->db_url[0])
         snprintf(cfg->db_url, sizeof(cfg->db_url), "sqlite:%s/sonde.db", cfg->data_dir);
 
@@ -340,23 +366,39 @@ int main(int argc, char **argv)
     if ((rc = make_data_dir(cfg->data_dir)) < 0) {
         fprintf(stderr, "sonded: cannot create data directory %s: %s\n", cfg->data_dir,
                 strerror(-rc));
+        loadtest_allow_free(srv.loadtest_allow);
         return 1;
     }
-    char err[512] = "";
     if ((rc = store_open(cfg->db_url, &srv.store, err, sizeof(err))) < 0) {
         fprintf(stderr, "sonded: cannot open store %s: %s\n", cfg->db_url, err);
+        loadtest_allow_free(srv.loadtest_allow);
         return 1;
     }
     if ((rc = auth_bootstrap(srv.store, wall_ms(), err, sizeof(err))) < 0) {
         fprintf(stderr, "sonded: %s\n", err);
         store_close(srv.store);
+        loadtest_allow_free(srv.loadtest_allow);
         return 1;
     }
     if ((rc = http_start(&srv, err, sizeof(err))) < 0) {
         fprintf(stderr, "sonded: %s\n", err);
         store_close(srv.store);
+        loadtest_allow_free(srv.loadtest_allow);
         return 1;
     }
+    /* Requests may run already: they read srv.loadtest_runner
+     * atomically (NULL until here: a test queued meanwhile is claimed by
+     * the runners' first look). */
+    struct loadtest_runner *runner = NULL;
+    if ((rc = loadtest_runner_start(&srv, cfg->loadtest_parallel, &runner, err,
+                                    sizeof(err))) < 0) {
+        fprintf(stderr, "sonded: %s\n", err);
+        http_stop(&srv);
+        store_close(srv.store);
+        loadtest_allow_free(srv.loadtest_allow);
+        return 1;
+    }
+    __atomic_store_n(&srv.loadtest_runner, runner, __ATOMIC_RELEASE);
     int v6 = strchr(cfg->listen_host, ':') != NULL;
     printf("sonded listening on http://%s%s%s:%d\n", v6 ? "[" : "", cfg->listen_host,
            v6 ? "]" : "", srv.port);
@@ -376,8 +418,11 @@ int main(int argc, char **argv)
         ;
     fprintf(stderr, "sonded: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
 
-    /* The background thread calls server_notify(), which needs the HTTP
-     * layer: it stops first. */
+    /* The runners end their tests (stored, then server_notify), and the
+     * background thread calls server_notify() too: they stop before the
+     * HTTP layer. */
+    __atomic_store_n(&srv.loadtest_runner, NULL, __ATOMIC_RELEASE);
+    loadtest_runner_stop(runner);
     if (bg_started) {
         pthread_mutex_lock(&bg.lock);
         bg.quit = 1;
@@ -389,6 +434,7 @@ int main(int argc, char **argv)
     pthread_mutex_destroy(&bg.lock);
     http_stop(&srv);
     store_close(srv.store);
+    loadtest_allow_free(srv.loadtest_allow);
     fprintf(stderr, "sonded: stopped\n");
     return 0;
 }

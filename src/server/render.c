@@ -84,9 +84,11 @@ json_t *api_session_json(const struct store_session *s)
 
 json_t *api_profile_now_json(const struct store_profile_now *r)
 {
-    return json_pack("{s:I,s:o,s:I,s:I}", "id", (json_int_t)r->id, "app",
+    return json_pack("{s:I,s:o,s:I,s:I,s:s,s:o}", "id", (json_int_t)r->id, "app",
                      r->app[0] ? json_string(r->app) : json_null(), "duration_s",
-                     (json_int_t)r->duration_s, "created_ms", (json_int_t)r->created_ms);
+                     (json_int_t)r->duration_s, "created_ms", (json_int_t)r->created_ms,
+                     "triggered_by", r->triggered_by[0] ? r->triggered_by : "profile-now",
+                     "loadtest_id", opt_int(r->loadtest_id));
 }
 
 json_t *api_token_json(const struct store_token *t)

@@ -18,6 +18,7 @@
 static const struct route *const route_tables[] = {
     api_token_routes,   api_agent_routes,   api_agent_task_routes, api_session_routes,
     api_view_routes,    api_setting_routes, api_task_routes,       api_capture_routes,
+    api_loadtest_routes,
 };
 
 /* Longest {key} path part: longer paths match no route (404). */

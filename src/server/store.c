@@ -220,6 +220,11 @@ int store_profile_now_last_id(struct store *st, int64_t *id)
     DISPATCH(profile_now_last_id, id);
 }
 
+int store_profile_now_get(struct store *st, int64_t id, struct store_profile_now *out)
+{
+    DISPATCH(profile_now_get, id, out);
+}
+
 int store_setting_get(struct store *st, const char *key, const char *app, char **json)
 {
     DISPATCH(setting_get, key, app, json);
@@ -384,4 +389,62 @@ int store_trace_sessions(struct store *st, const char *trace_id, struct store_tr
                          size_t *n)
 {
     DISPATCH(trace_sessions, trace_id, out, n);
+}
+
+int store_loadtest_create(struct store *st, struct store_loadtest *t, const char *headers_json,
+                          const void *body, size_t body_len, int64_t max_queued)
+{
+    DISPATCH(loadtest_create, t, headers_json, body, body_len, max_queued);
+}
+
+int store_loadtest_get(struct store *st, int64_t id, struct store_loadtest *out)
+{
+    DISPATCH(loadtest_get, id, out);
+}
+
+int store_loadtest_list(struct store *st, const struct store_loadtest_filter *f,
+                        struct store_loadtest **out, size_t *n, int64_t *total)
+{
+    DISPATCH(loadtest_list, f, out, n, total);
+}
+
+int store_loadtest_request(struct store *st, int64_t id, char **headers_json, void **body,
+                           size_t *body_len)
+{
+    DISPATCH(loadtest_request, id, headers_json, body, body_len);
+}
+
+int store_loadtest_result(struct store *st, int64_t id, char **result_json)
+{
+    DISPATCH(loadtest_result, id, result_json);
+}
+
+int store_loadtest_claim(struct store *st, int64_t now_ms, struct store_loadtest *out)
+{
+    DISPATCH(loadtest_claim, now_ms, out);
+}
+
+int store_loadtest_progress(struct store *st, int64_t id, int64_t requests, int64_t errors,
+                            const char *result_json, int *cancel_requested)
+{
+    DISPATCH(loadtest_progress, id, requests, errors, result_json, cancel_requested);
+}
+
+int store_loadtest_finish(struct store *st, int64_t id, const char *state, const char *error,
+                          int64_t requests, int64_t errors, const char *result_json,
+                          int64_t now_ms)
+{
+    DISPATCH(loadtest_finish, id, state, error, requests, errors, result_json, now_ms);
+}
+
+int store_loadtest_cancel(struct store *st, int64_t id, int64_t now_ms,
+                          struct store_loadtest *out)
+{
+    DISPATCH(loadtest_cancel, id, now_ms, out);
+}
+
+int store_loadtest_abandon(struct store *st, int64_t started_before_ms, const char *error,
+                           int64_t now_ms, int64_t *n)
+{
+    DISPATCH(loadtest_abandon, started_before_ms, error, now_ms, n);
 }

@@ -1,7 +1,7 @@
 /*
  * store.h — sonded's storage interface: agents, sessions and their
- * profiles, Profile Now requests, settings, access tokens, and active
- * profiling tasks with their captures.
+ * profiles, Profile Now requests, settings, access tokens, active
+ * profiling tasks with their captures, and load tests.
  *
  * One interface, several implementations, like SQLite's VFS: a struct
  * store carries a table of function pointers (struct store_ops) and the
@@ -27,6 +27,7 @@
  *       -ENOENT  unknown id            -EEXIST  conflict (already there)
  *       -EINVAL  bad argument          -ENOMEM  out of memory
  *       -EIO     database error        -ENOTSUP not implemented here
+ *       -EBUSY   a bound is reached (e.g. the load-test queue is full)
  *     and store_errmsg() gives the calling thread's last human message.
  *
  * Times are int64 milliseconds since the Unix epoch (UTC) everywhere.
@@ -122,6 +123,7 @@ struct store_session_filter {
     const char *app;          /* NULL/"" = any */
     const char *instance;
     const char *triggered_by;
+    int64_t request_id;       /* sessions of this Profile Now request; 0 = any */
     int64_t from_ms, to_ms;   /* start_ms in [from, to); 0 = open end */
     int with_profile;         /* 1: only sessions with a stored profile */
     size_t limit;             /* 0 = 50; at most 10000 */
@@ -184,7 +186,8 @@ int store_pprof_foreach(struct store *st, const struct store_session_filter *f, 
 
 /* Deletes sessions (and their profiles and trace spans) with start_ms <
  * before_ms, tasks that ended before it (with their agents, log and
- * captures), and agents stopped or last seen before it.  *deleted =
+ * captures), load tests that ended before it, and agents stopped or last
+ * seen before it.  *deleted =
  * sessions deleted. */
 int store_retention_purge(struct store *st, int64_t before_ms, int64_t *deleted);
 
@@ -197,10 +200,17 @@ struct store_profile_now {
     int64_t duration_s;
     int64_t created_ms;
     int64_t token_id; /* who asked; 0 = unknown */
+    char triggered_by[STORE_KIND_MAX]; /* "profile-now" ("" stored as it),
+                                          or "load-test" */
+    int64_t loadtest_id; /* the load test that asked; 0 = none */
 };
 
-/* Stores a request (r->id set). */
+/* Stores a request (r->id set; an empty triggered_by becomes
+ * "profile-now").  When r->loadtest_id != 0 the same transaction sets that
+ * load test's profile_now_id to r->id (-ENOENT unknown load test). */
 int store_profile_now_create(struct store *st, struct store_profile_now *r);
+/* One request by id.  -ENOENT unknown. */
+int store_profile_now_get(struct store *st, int64_t id, struct store_profile_now *out);
 /* Requests with id > after_id that target app (app "" or equal) and have
  * not expired (created_ms + duration_s*1000 > now_ms), oldest first. */
 int store_profile_now_since(struct store *st, int64_t after_id, const char *app, int64_t now_ms,
@@ -435,6 +445,100 @@ int store_trace_sessions(struct store *st, const char *trace_id, struct store_tr
                          size_t *n);
 
 /* ------------------------------------------------------------------ */
+/* Load tests (SPEC A6)                                                */
+
+#define STORE_URL_MAX 2049    /* = LOADGEN_URL_MAX + NUL */
+#define STORE_METHOD_MAX 16
+#define STORE_ERROR_MAX 512   /* why a load test failed */
+
+/* One load test: a request spec run by a server's load generator.
+ * state: "queued" (created) → "in progress" (a runner claimed it) →
+ * "completed" (ran its duration), "failed" (could not run, or the
+ * server stopped meanwhile; error says why) or "cancelled" (cancelled
+ * while queued, or stopped early by a cancel: results so far are kept).
+ * The request's headers and body and the results document are kept
+ * beside the row (store_loadtest_request, store_loadtest_result): the
+ * row itself stays small enough to list. */
+struct store_loadtest {
+    int64_t id;
+    char url[STORE_URL_MAX];
+    char method[STORE_METHOD_MAX];
+    int64_t users;        /* 1..10000 */
+    int64_t duration_s;   /* 1..3600 */
+    double rate;          /* requests/s; 0 = as fast as the users go */
+    int64_t timeout_ms;   /* per request */
+    int64_t n_headers;    /* in the headers document */
+    int64_t body_bytes;
+    char profile_app[STORE_APP_MAX]; /* profile during test: "" = no */
+    int64_t profile_now_id; /* its Profile Now request; 0 = none (yet) */
+    char state[STORE_KIND_MAX];
+    int cancel_requested;   /* a cancel arrived while in progress */
+    char error[STORE_ERROR_MAX]; /* "" unless failed */
+    int64_t token_id;             /* creator's token, 0 = unknown */
+    char creator[STORE_NAME_MAX]; /* its name at creation */
+    int64_t created_ms;
+    int64_t started_ms;   /* 0 while queued */
+    int64_t ended_ms;     /* 0 until completed/failed/cancelled */
+    int64_t requests;     /* responses so far (progress) or in all */
+    int64_t errors;
+};
+
+struct store_loadtest_filter {
+    const char *state; /* NULL/"" = any */
+    size_t limit;      /* 0 = 50; at most 1000 */
+    size_t offset;
+};
+
+/* Stores a new load test: t->id set, state "queued", started/ended 0,
+ * requests/errors 0, cancel_requested 0, profile_now_id 0, error "";
+ * headers_json is the request's headers as the API took them (a JSON
+ * document the store does not interpret, NUL-terminated, not NULL), body
+ * body_len bytes (may be NULL/0).  -EBUSY (nothing written; the message
+ * says so) when max_queued tests are queued already. */
+int store_loadtest_create(struct store *st, struct store_loadtest *t, const char *headers_json,
+                          const void *body, size_t body_len, int64_t max_queued);
+int store_loadtest_get(struct store *st, int64_t id, struct store_loadtest *out);
+/* Load tests matching f, newest created first, paged; *total counts all
+ * matches. */
+int store_loadtest_list(struct store *st, const struct store_loadtest_filter *f,
+                        struct store_loadtest **out, size_t *n, int64_t *total);
+/* The request's headers document (*headers_json malloc'ed, NUL-terminated)
+ * and body (*body malloc'ed, NULL when body_len is 0).  -ENOENT unknown. */
+int store_loadtest_request(struct store *st, int64_t id, char **headers_json, void **body,
+                           size_t *body_len);
+/* The results document as last stored (*result_json malloc'ed).  -ENOENT
+ * unknown test or none stored yet. */
+int store_loadtest_result(struct store *st, int64_t id, char **result_json);
+/* Claims the oldest queued test for a runner, in one transaction: state
+ * "in progress", started_ms = now_ms; *out = the row after the claim.
+ * -ENOENT when nothing is queued. */
+int store_loadtest_claim(struct store *st, int64_t now_ms, struct store_loadtest *out);
+/* Stores the progress of an in-progress test: requests, errors and the
+ * results document so far (result_json may be NULL: keep the last one);
+ * *cancel_requested (may be NULL) = the row's flag.  -ENOENT unknown,
+ * -EEXIST not in progress (nothing written). */
+int store_loadtest_progress(struct store *st, int64_t id, int64_t requests, int64_t errors,
+                            const char *result_json, int *cancel_requested);
+/* Ends an in-progress test: state "completed", "failed" or "cancelled",
+ * ended_ms = now_ms, error (NULL/"" unless failed), requests, errors and
+ * the final results document (may be NULL: keep the last one).
+ * -ENOENT unknown, -EEXIST not in progress, -EINVAL other state. */
+int store_loadtest_finish(struct store *st, int64_t id, const char *state, const char *error,
+                          int64_t requests, int64_t errors, const char *result_json,
+                          int64_t now_ms);
+/* Cancels: a queued test becomes "cancelled" (ended_ms = now_ms) at once;
+ * an in-progress one gets cancel_requested = 1 (its runner ends it).
+ * *out = the row after the call.  -ENOENT unknown; -EEXIST it has ended
+ * already (nothing written; *out still filled). */
+int store_loadtest_cancel(struct store *st, int64_t id, int64_t now_ms,
+                          struct store_loadtest *out);
+/* Every in-progress test with started_ms < started_before_ms becomes
+ * "failed" with error message and ended_ms = now_ms (a runner that died
+ * with its server never ends its test).  *n (may be NULL) = how many. */
+int store_loadtest_abandon(struct store *st, int64_t started_before_ms, const char *error,
+                           int64_t now_ms, int64_t *n);
+
+/* ------------------------------------------------------------------ */
 /* Opening, closing, errors                                            */
 
 /* Opens the store named by url (see top), creating and migrating it as
@@ -483,6 +587,7 @@ struct store_ops {
                              struct store_profile_now **, size_t *);
     int (*profile_now_recent)(struct store *, size_t, struct store_profile_now **, size_t *);
     int (*profile_now_last_id)(struct store *, int64_t *);
+    int (*profile_now_get)(struct store *, int64_t, struct store_profile_now *);
     int (*setting_get)(struct store *, const char *, const char *, char **);
     int (*setting_put)(struct store *, const char *, const char *, const char *);
     int (*setting_apps)(struct store *, const char *, char (**)[STORE_APP_MAX], size_t *);
@@ -517,6 +622,19 @@ struct store_ops {
     int (*capture_tree_get)(struct store *, int64_t, void **, size_t *);
     int (*capture_by_trace)(struct store *, const char *, struct store_capture **, size_t *);
     int (*trace_sessions)(struct store *, const char *, struct store_trace_span **, size_t *);
+    int (*loadtest_create)(struct store *, struct store_loadtest *, const char *, const void *,
+                           size_t, int64_t);
+    int (*loadtest_get)(struct store *, int64_t, struct store_loadtest *);
+    int (*loadtest_list)(struct store *, const struct store_loadtest_filter *,
+                         struct store_loadtest **, size_t *, int64_t *);
+    int (*loadtest_request)(struct store *, int64_t, char **, void **, size_t *);
+    int (*loadtest_result)(struct store *, int64_t, char **);
+    int (*loadtest_claim)(struct store *, int64_t, struct store_loadtest *);
+    int (*loadtest_progress)(struct store *, int64_t, int64_t, int64_t, const char *, int *);
+    int (*loadtest_finish)(struct store *, int64_t, const char *, const char *, int64_t, int64_t,
+                           const char *, int64_t);
+    int (*loadtest_cancel)(struct store *, int64_t, int64_t, struct store_loadtest *);
+    int (*loadtest_abandon)(struct store *, int64_t, const char *, int64_t, int64_t *);
 };
 
 /* The base every implementation's struct starts with. */

@@ -1,13 +1,14 @@
 /*
  * store_sqlite.c — the SQLite implementation of store.h: one database
  * file holding agents, sessions, their profiles, Profile Now requests,
- * settings, access tokens, and active profiling's tasks and captures.
- * This file holds the machinery: the connections, the reader pool,
- * transactions, binding values and running statements, the consistency
- * check, migrations at open, and the table of operations, which live by
- * area in store_sqlite_sessions.c, store_sqlite_settings.c,
- * store_sqlite_tokens.c and store_sqlite_tasks.c; the SQL is in
- * store_sqlite_sql.c (store_sqlite_internal.h lists them).
+ * settings, access tokens, active profiling's tasks and captures, and
+ * load tests.  This file holds the machinery: the connections, the reader
+ * pool, transactions, binding values and running statements, the
+ * consistency check, migrations at open, and the table of operations,
+ * which live by area in store_sqlite_sessions.c, store_sqlite_settings.c,
+ * store_sqlite_tokens.c, store_sqlite_tasks.c and
+ * store_sqlite_loadtests.c; the SQL is in store_sqlite_sql.c
+ * (store_sqlite_internal.h lists them).
  *
  * Durability.  The file runs in WAL mode with synchronous=NORMAL: a
  * commit appends to the write-ahead log without an fsync, and the log is
@@ -36,7 +37,7 @@
  *
  * Prepared statements are cached per connection: the fixed ones in
  * conn.stmt[] (by enum stmt_id), the filtered lists in conn.filtered[][]
- * by query kind and by the set of filter fields present (64 combinations
+ * by query kind and by the set of filter fields present (128 combinations
  * per kind, each prepared once per connection).
  *
  * Profiles live in their own table, separate from sessions, so listing
@@ -539,6 +540,47 @@ int sq_query_rows(struct conn *c, sqlite3_stmt *q, const struct sq_arg *a, size_
     return 0;
 }
 
+int sq_read_page(struct sqlite_store *s, enum filtered_kind count_kind,
+                 enum filtered_kind list_kind, unsigned mask, struct sq_arg *a, size_t n,
+                 size_t limit_at, int64_t limit, int64_t offset, const char *what, sq_row_fn row,
+                 size_t size, void **items, size_t *count, int64_t *total)
+{
+    char counting[64], listing[64];
+    snprintf(counting, sizeof counting, "counting %s", what);
+    snprintf(listing, sizeof listing, "listing %s", what);
+    struct conn *c;
+    int rc = sq_reader_get(s, &c);
+    if (rc < 0)
+        return rc;
+    int64_t all = 0;
+    void *rows = NULL;
+    size_t got = 0;
+    rc = sq_step_simple(c, S_BEGIN_READ, "starting a read");
+    if (rc == 0 && total) {
+        rc = sq_query_row(c, sq_filtered_stmt(c, count_kind, mask), a, n, counting, sq_row_int,
+                          &all);
+        if (rc == 1) /* COUNT always has a row */
+            rc = sq_db_error(c, SQLITE_CORRUPT, counting);
+    }
+    a[limit_at] = A_I64(limit);
+    a[limit_at + 1] = A_I64(offset);
+    if (rc == 0)
+        rc = sq_query_rows(c, sq_filtered_stmt(c, list_kind, mask), a, n, listing, row, size,
+                           &rows, &got);
+    if (rc == 0)
+        rc = sq_step_simple(c, S_COMMIT, "ending a read");
+    sq_reader_put(s, c);
+    if (rc < 0) {
+        free(rows);
+        return rc;
+    }
+    *items = rows;
+    *count = got;
+    if (total)
+        *total = all;
+    return 0;
+}
+
 int sq_read_row(struct sqlite_store *s, enum stmt_id id, const struct sq_arg *a, size_t n,
                 const char *what, sq_row_fn row, void *out)
 {
@@ -842,6 +884,7 @@ static const struct store_ops sqlite_ops = {
     .profile_now_since = sq_profile_now_since,
     .profile_now_recent = sq_profile_now_recent,
     .profile_now_last_id = sq_profile_now_last_id,
+    .profile_now_get = sq_profile_now_get,
     .setting_get = sq_setting_get,
     .setting_put = sq_setting_put,
     .setting_apps = sq_setting_apps,
@@ -873,4 +916,14 @@ static const struct store_ops sqlite_ops = {
     .capture_tree_get = sq_capture_tree_get,
     .capture_by_trace = sq_capture_by_trace,
     .trace_sessions = sq_trace_sessions,
+    .loadtest_create = sq_loadtest_create,
+    .loadtest_get = sq_loadtest_get,
+    .loadtest_list = sq_loadtest_list,
+    .loadtest_request = sq_loadtest_request,
+    .loadtest_result = sq_loadtest_result,
+    .loadtest_claim = sq_loadtest_claim,
+    .loadtest_progress = sq_loadtest_progress,
+    .loadtest_finish = sq_loadtest_finish,
+    .loadtest_cancel = sq_loadtest_cancel,
+    .loadtest_abandon = sq_loadtest_abandon,
 };

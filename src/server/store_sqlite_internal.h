@@ -2,7 +2,7 @@
  * store_sqlite_internal.h — what the SQLite store's files share beyond
  * store.h; included only by src/server/store_sqlite*.c.
  *
- * The SQLite implementation of store.h is six files:
+ * The SQLite implementation of store.h is seven files:
  *   store_sqlite.c           connections, the reader pool, transactions,
  *                            binding and running statements, check,
  *                            open/close and the ops table (the design is
@@ -15,6 +15,8 @@
  *   store_sqlite_tokens.c    access tokens
  *   store_sqlite_tasks.c     active profiling: tasks, their agents and
  *                            log, captures
+ *   store_sqlite_loadtests.c load tests: the queue, claims by runners,
+ *                            progress, results
  *
  * An operation is a few lines over the helpers below: check the caller's
  * values, then one sq_write*() (one statement, one transaction), or
@@ -69,6 +71,7 @@ enum stmt_id {
     S_PN_SINCE,
     S_PN_RECENT,
     S_PN_LAST,
+    S_PN_GET,
     S_SETTING_GET,
     S_SETTING_UPSERT,
     S_SETTING_DELETE,
@@ -116,6 +119,20 @@ enum stmt_id {
     S_TRACE_SPAN_UPSERT,
     S_TRACE_SESSIONS,
     S_PURGE_TASKS,
+    S_LT_INSERT,
+    S_LT_GET,
+    S_LT_EXISTS,
+    S_LT_COUNT_QUEUED,
+    S_LT_CLAIM,
+    S_LT_PROGRESS,
+    S_LT_FINISH,
+    S_LT_CANCEL_QUEUED,
+    S_LT_CANCEL_REQUEST,
+    S_LT_ABANDON,
+    S_LT_REQUEST,
+    S_LT_RESULT,
+    S_LT_LINK_PROFILE_NOW,
+    S_PURGE_LOADTESTS,
     S_COUNT
 };
 
@@ -127,6 +144,8 @@ enum filtered_kind {
     F_PPROF,
     F_AGENT_LIST,
     F_TASK_LIST,
+    F_LOADTEST_LIST,
+    F_LOADTEST_COUNT,
     F_COUNT
 };
 
@@ -135,13 +154,14 @@ enum {
     FM_APP = 1,          /* ?1 */
     FM_INSTANCE = 2,     /* ?2 */
     FM_TRIGGERED = 4,    /* ?3 */
-    FM_STATE = 4,        /* ?3, tasks' (they have no triggered_by) */
+    FM_STATE = 4,        /* ?3, tasks' and load tests' (no triggered_by) */
     FM_FROM = 8,         /* ?4 (agents: last_seen_ms >= ?4; tasks: end >= ?4) */
     FM_TO = 16,          /* ?5 (tasks: created_ms < ?5) */
     FM_WITH_PROFILE = 32,
-    FM_COMBOS = 64
+    FM_REQUEST = 64,     /* ?8, sessions' request_id */
+    FM_COMBOS = 128
 };
-/* ?6 = limit, ?7 = offset. */
+/* ?6 = limit, ?7 = offset.  (request_id came later than both, hence ?8.) */
 
 /* The schema's migrations, applied in order, each once. */
 extern const char *const sq_migrations[];
@@ -328,6 +348,16 @@ int sq_read_rows(struct sqlite_store *s, enum stmt_id id, const struct sq_arg *a
 int sq_read_filtered_rows(struct sqlite_store *s, enum filtered_kind kind, unsigned mask,
                           const struct sq_arg *a, size_t n, const char *what, sq_row_fn row,
                           size_t size, void **items, size_t *count);
+/* One page of a filtered list and, when total is not NULL, the count of
+ * all its matches, read from one snapshot on a pooled reader: the
+ * count_kind query with a (n args, its LIMIT/OFFSET places unbound),
+ * then list_kind with a[limit_at] = limit and a[limit_at + 1] = offset.
+ * what names the rows in messages ("sessions").  0 with the page in
+ * items and count, or an error (nothing returned). */
+int sq_read_page(struct sqlite_store *s, enum filtered_kind count_kind,
+                 enum filtered_kind list_kind, unsigned mask, struct sq_arg *a, size_t n,
+                 size_t limit_at, int64_t limit, int64_t offset, const char *what, sq_row_fn row,
+                 size_t size, void **items, size_t *count, int64_t *total);
 /* What sq_read_blob says of a blob and of the row that owns it. */
 struct sq_blob_names {
     const char *blob;          /* "profile": "no output for the profile" */
@@ -381,6 +411,7 @@ __typeof__(store_profile_now_create) sq_profile_now_create;
 __typeof__(store_profile_now_since) sq_profile_now_since;
 __typeof__(store_profile_now_recent) sq_profile_now_recent;
 __typeof__(store_profile_now_last_id) sq_profile_now_last_id;
+__typeof__(store_profile_now_get) sq_profile_now_get;
 __typeof__(store_setting_get) sq_setting_get;
 __typeof__(store_setting_put) sq_setting_put;
 __typeof__(store_setting_apps) sq_setting_apps;
@@ -424,5 +455,20 @@ int sq_trace_rows(struct sqlite_store *s, enum stmt_id sid, const char *trace_id
 /* One batch of retention's task purge on c (inside a write
  * transaction): *n = tasks deleted. */
 int sq_purge_tasks(struct conn *c, int64_t before_ms, int64_t batch, int64_t *n);
+
+/* store_sqlite_loadtests.c */
+__typeof__(store_loadtest_create) sq_loadtest_create;
+__typeof__(store_loadtest_get) sq_loadtest_get;
+__typeof__(store_loadtest_list) sq_loadtest_list;
+__typeof__(store_loadtest_request) sq_loadtest_request;
+__typeof__(store_loadtest_result) sq_loadtest_result;
+__typeof__(store_loadtest_claim) sq_loadtest_claim;
+__typeof__(store_loadtest_progress) sq_loadtest_progress;
+__typeof__(store_loadtest_finish) sq_loadtest_finish;
+__typeof__(store_loadtest_cancel) sq_loadtest_cancel;
+__typeof__(store_loadtest_abandon) sq_loadtest_abandon;
+/* One batch of retention's load-test purge on c (inside a write
+ * transaction): the tests that ended before before_ms; *n = deleted. */
+int sq_purge_loadtests(struct conn *c, int64_t before_ms, int64_t batch, int64_t *n);
 
 #endif

@@ -15,7 +15,8 @@
  * a large purge: a purge that fails part-way leaves a consistent store
  * with the oldest sessions gone (re-running it finishes the job).  The
  * sessions' trace spans go with them (ON DELETE CASCADE); then the ended
- * tasks, likewise in batches (store_sqlite_tasks.c's sq_purge_tasks).
+ * tasks, likewise in batches (store_sqlite_tasks.c's sq_purge_tasks), and
+ * the ended load tests (store_sqlite_loadtests.c's sq_purge_loadtests).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -31,6 +32,7 @@
 #define SAMPLE_TYPES_MAX 4096 /* "samples/count,cpu/nanoseconds" */
 #define PURGE_BATCH 500
 #define PURGE_TASK_BATCH 20
+#define PURGE_LOADTEST_BATCH 20
 #define TRACE_SESSIONS_MAX 10000
 
 /* ------------------------------------------------------------------ */
@@ -178,21 +180,27 @@ static int session_filter_mask(const struct store_session_filter *f, unsigned *m
         m |= FM_TO;
     if (f->with_profile)
         m |= FM_WITH_PROFILE;
+    if (f->request_id)
+        m |= FM_REQUEST;
     *mask = m;
     return rc;
 }
 
-/* ?1..?5 of a filtered session query: the values present in mask, the
+/* ?1..?8 of a filtered session query: the values present in mask, the
  * others unbound (a placeholder number absent from the SQL may be out of
- * range). */
+ * range); ?6 (limit) and ?7 (offset) unbound too, for the caller to set
+ * where its query has them. */
 static void session_filter_args(const struct store_session_filter *f, unsigned mask,
-                                struct sq_arg a[5])
+                                struct sq_arg a[8])
 {
     a[0] = (mask & FM_APP) ? A_TXT(f->app) : A_NONE;
     a[1] = (mask & FM_INSTANCE) ? A_TXT(f->instance) : A_NONE;
     a[2] = (mask & FM_TRIGGERED) ? A_TXT(f->triggered_by) : A_NONE;
     a[3] = (mask & FM_FROM) ? A_I64(f->from_ms) : A_NONE;
     a[4] = (mask & FM_TO) ? A_I64(f->to_ms) : A_NONE;
+    a[5] = A_NONE;
+    a[6] = A_NONE;
+    a[7] = (mask & FM_REQUEST) ? A_I64(f->request_id) : A_NONE;
 }
 
 int sq_session_create(struct store *st, struct store_session *x)
@@ -254,37 +262,16 @@ int sq_session_list(struct store *st, const struct store_session_filter *f,
     if (offset > INT64_MAX)
         return store_set_error(-EINVAL, "session list offset %zu is too large", offset);
 
-    struct sq_arg a[7];
-    session_filter_args(f, mask, a);
-    a[5] = A_I64((int64_t)limit);
-    a[6] = A_I64((int64_t)offset);
-    struct conn *c;
-    if ((rc = sq_reader_get(s, &c)) < 0)
-        return rc;
-    int64_t count = 0;
+    struct sq_arg a[8];
+    session_filter_args(f, mask, a); /* the count's: no limit, no offset */
     void *rows = NULL;
-    /* The count and the page from one snapshot. */
-    rc = sq_step_simple(c, S_BEGIN_READ, "starting a read");
-    if (rc == 0 && total) {
-        rc = sq_query_row(c, sq_filtered_stmt(c, F_SESSION_COUNT, mask), a, 5,
-                          "counting sessions", sq_row_int, &count);
-        if (rc == 1) /* COUNT always has a row */
-            rc = sq_db_error(c, SQLITE_CORRUPT, "counting sessions");
-    }
-    if (rc == 0)
-        rc = sq_query_rows(c, sq_filtered_stmt(c, F_SESSION_LIST, mask), a, 7,
-                           "listing sessions", row_session, sizeof **out, &rows, n);
-    if (rc == 0)
-        rc = sq_step_simple(c, S_COMMIT, "ending a read");
-    sq_reader_put(s, c);
+    rc = sq_read_page(s, F_SESSION_COUNT, F_SESSION_LIST, mask, a, 8, 5, (int64_t)limit,
+                      (int64_t)offset, "sessions", row_session, sizeof **out, &rows, n, total);
     if (rc < 0) {
-        free(rows);
         *n = 0;
         return rc;
     }
     *out = rows;
-    if (total)
-        *total = count;
     return 0;
 }
 
@@ -419,7 +406,7 @@ static int blob_foreach(struct sqlite_store *s, enum filtered_kind kind,
     size_t limit = (f && f->limit) ? f->limit : FOREACH_LIMIT_MAX;
     if (limit > FOREACH_LIMIT_MAX)
         return store_set_error(-EINVAL, "limit %zu is over %d", limit, FOREACH_LIMIT_MAX);
-    struct sq_arg a[6];
+    struct sq_arg a[8];
     session_filter_args(f, mask, a);
     a[5] = A_I64((int64_t)limit);
     struct conn *c;
@@ -428,7 +415,7 @@ static int blob_foreach(struct sqlite_store *s, enum filtered_kind kind,
     /* One statement = one read snapshot for the whole walk; WAL lets
      * writers go on meanwhile. */
     sqlite3_stmt *q = sq_filtered_stmt(c, kind, mask);
-    rc = sq_bind(c, q, a, 6, "reading profiles");
+    rc = sq_bind(c, q, a, 8, "reading profiles");
     if (rc == 0) {
         int r = SQLITE_DONE;
         while ((r = sqlite3_step(q)) == SQLITE_ROW) {
@@ -499,6 +486,17 @@ int sq_retention_purge(struct store *st, int64_t before_ms, int64_t *deleted)
             break;
         rc = sq_write_end(s, sq_purge_tasks(s->writer, before_ms, PURGE_TASK_BATCH, &n));
         if (n < PURGE_TASK_BATCH)
+            break;
+    }
+    /* Then the load tests that ended before (queued and running ones
+     * stay, however old), likewise: each may hold a large results
+     * document and request body. */
+    while (rc == 0) {
+        int64_t n = 0;
+        if ((rc = sq_write_begin(s)) < 0)
+            break;
+        rc = sq_write_end(s, sq_purge_loadtests(s->writer, before_ms, PURGE_LOADTEST_BATCH, &n));
+        if (n < PURGE_LOADTEST_BATCH)
             break;
     }
     if (deleted)

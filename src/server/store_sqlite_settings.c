@@ -4,11 +4,19 @@
  * the agents' polls.  The machinery it runs on is store_sqlite.c's, the
  * SQL store_sqlite_sql.c's.
  *
+ * A Profile Now request says who asked: a person ("profile-now") or a
+ * load test ("load-test", with its id).  A load test's request is linked
+ * both ways in one transaction — the request names the test, the test's
+ * row gets the request's id — so neither side ever points at something
+ * that was rolled back.  Agents see both kinds alike.
+ *
  * Every settings write bumps settings_version in the same transaction,
  * so an agent that compares versions cannot miss a change; deleting a
  * document that is not there changes nothing and bumps nothing.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,7 +34,8 @@
 /* The columns of PN_COLS (store_sqlite_sql.c). */
 #define COL(type, member) SQ_COL(struct store_profile_now, type, member)
 static const struct sq_col profile_now_cols[] = {
-    COL(I64, id), COL(TXT, app), COL(I64, duration_s), COL(I64, created_ms), COL(I64, token_id),
+    COL(I64, id),       COL(TXT, app),          COL(I64, duration_s),  COL(I64, created_ms),
+    COL(I64, token_id), COL(TXT, triggered_by), COL(I64, loadtest_id),
 };
 #undef COL
 
@@ -38,13 +47,41 @@ static int row_profile_now(struct conn *c, sqlite3_stmt *q, void *out)
 
 int sq_profile_now_create(struct store *st, struct store_profile_now *r)
 {
+    struct sqlite_store *s = sq_impl(st);
     int rc = sq_fields_ok(profile_now_cols, SQ_COUNT(profile_now_cols), r, "request");
     if (rc)
         return rc;
-    return sq_write(sq_impl(st), S_PN_INSERT,
-                    SQ_ARGS(A_TXT(r->app), A_I64(r->duration_s), A_I64(r->created_ms),
-                            A_I64(r->token_id)),
-                    "storing a Profile Now request", &r->id);
+    const char *by = r->triggered_by[0] ? r->triggered_by : "profile-now";
+    if (strcmp(by, "profile-now") != 0 && strcmp(by, "load-test") != 0)
+        return store_set_error(-EINVAL,
+                               "unknown Profile Now triggered_by '%s' (profile-now or load-test)",
+                               by);
+    if (r->loadtest_id < 0)
+        return store_set_error(-EINVAL, "negative load test id %" PRId64, r->loadtest_id);
+    if ((rc = sq_write_begin(s)) < 0)
+        return rc;
+    struct conn *c = s->writer;
+    int64_t id = 0;
+    rc = sq_run(c, S_PN_INSERT,
+                SQ_ARGS(A_TXT(r->app), A_I64(r->duration_s), A_I64(r->created_ms),
+                        A_I64(r->token_id), A_TXT(by), A_I64(r->loadtest_id)),
+                "storing a Profile Now request", &id);
+    if (rc == 0 && r->loadtest_id) /* the other way: see the top of the file */
+        rc = sq_run_one(c, S_LT_LINK_PROFILE_NOW, SQ_ARGS(A_I64(r->loadtest_id), A_I64(id)),
+                        "load test", "linking a load test to its Profile Now request");
+    rc = sq_write_end(s, rc);
+    if (rc == 0) {
+        /* What is stored. */
+        r->id = id;
+        if (!r->triggered_by[0])
+            snprintf(r->triggered_by, sizeof r->triggered_by, "profile-now");
+    }
+    return rc;
+}
+
+int sq_profile_now_get(struct store *st, int64_t id, struct store_profile_now *out)
+{
+    return sq_get_by_id(sq_impl(st), S_PN_GET, id, "Profile Now request", row_profile_now, out);
 }
 
 /* The requests of statement sid with a bound, into *out and *n. */

@@ -6,7 +6,7 @@
  *
  * Building a filtered query's WHERE clause from the fields present
  * (rather than "(? = '' OR app = ?)") keeps every filter on an index; the
- * 64 combinations per kind are cheap to cache, and store_sqlite.c
+ * 128 combinations per kind are cheap to cache, and store_sqlite.c
  * prepares each once per connection.
  *
  * In a profiles row the flame tree comes before the pprof: SQLite stores
@@ -191,6 +191,44 @@ const char *const sq_migrations[] = {
     "  samples BIGINT NOT NULL,"
     "  PRIMARY KEY (session_id, trace_id, interface));"
     "CREATE INDEX trace_spans_trace ON trace_spans (trace_id);",
+    /* 4: load tests (issue 7).  The request's headers and body and the
+     * results document sit at the end of the row: a list reads the
+     * columns before them and never their overflow pages.  result is
+     * NULL until a runner stores one.  profile_now_id is no foreign key
+     * (a link both ways, set by store_profile_now_create).  The claim
+     * takes the lowest queued id: (state, id).  Profile Now requests
+     * learn who asked (a person or a load test), and sessions become
+     * listable by the request that started them. */
+    "CREATE TABLE loadtests ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  url TEXT NOT NULL,"
+    "  method TEXT NOT NULL,"
+    "  users BIGINT NOT NULL,"
+    "  duration_s BIGINT NOT NULL,"
+    "  rate DOUBLE PRECISION NOT NULL,"
+    "  timeout_ms BIGINT NOT NULL,"
+    "  n_headers BIGINT NOT NULL,"
+    "  body_bytes BIGINT NOT NULL,"
+    "  profile_app TEXT NOT NULL,"
+    "  profile_now_id BIGINT NOT NULL DEFAULT 0,"
+    "  state TEXT NOT NULL,"
+    "  cancel_requested BIGINT NOT NULL DEFAULT 0,"
+    "  error TEXT NOT NULL DEFAULT '',"
+    "  token_id BIGINT NOT NULL DEFAULT 0,"
+    "  creator TEXT NOT NULL,"
+    "  created_ms BIGINT NOT NULL,"
+    "  started_ms BIGINT NOT NULL DEFAULT 0,"
+    "  ended_ms BIGINT NOT NULL DEFAULT 0,"
+    "  requests BIGINT NOT NULL DEFAULT 0,"
+    "  errors BIGINT NOT NULL DEFAULT 0,"
+    "  headers TEXT NOT NULL,"
+    "  body BLOB NOT NULL,"
+    "  result TEXT);"
+    "CREATE INDEX loadtests_state_id ON loadtests (state, id);"
+    "CREATE INDEX loadtests_created ON loadtests (created_ms);"
+    "ALTER TABLE profile_now ADD COLUMN triggered_by TEXT NOT NULL DEFAULT 'profile-now';"
+    "ALTER TABLE profile_now ADD COLUMN loadtest_id BIGINT NOT NULL DEFAULT 0;"
+    "CREATE INDEX sessions_request_start ON sessions (request_id, start_ms);",
 };
 const size_t sq_migrations_n = sizeof sq_migrations / sizeof sq_migrations[0];
 
@@ -205,7 +243,8 @@ const size_t sq_migrations_n = sizeof sq_migrations / sizeof sq_migrations[0];
     "s.duration_ms, s.profile_types, s.samples, s.traces, s.cpu_pct, s.mem_pct, s.state, "         \
     "s.profile_bytes, s.created_ms, s.updated_ms"
 #define TOKEN_COLS "t.id, t.name, t.role, t.hash, t.created_ms, t.last_used_ms, t.revoked_ms"
-#define PN_COLS "r.id, r.app, r.duration_s, r.created_ms, r.token_id"
+#define PN_COLS                                                                                    \
+    "r.id, r.app, r.duration_s, r.created_ms, r.token_id, r.triggered_by, r.loadtest_id"
 #define TASK_COLS                                                                                  \
     "k.id, k.app, k.interface, k.duration_min, k.threshold_ms, k.frequency_ms, k.max_samples, "    \
     "k.state, k.token_id, k.creator, k.created_ms, k.started_ms, k.ends_ms, k.ended_ms, "          \
@@ -218,6 +257,13 @@ const size_t sq_migrations_n = sizeof sq_migrations / sizeof sq_migrations[0];
     "c.id, c.task_id, c.agent_id, c.slot, c.app, c.instance, c.pid, c.trace_id, c.interface, "     \
     "c.start_ms, c.response_code, c.peer, c.total_ms, c.snapshots, c.state, c.profile_bytes, "     \
     "c.created_ms"
+/* cancel_requested last: it is an int, read apart from the table of
+ * int64_t columns (store_sqlite_loadtests.c). */
+#define LOADTEST_COLS                                                                              \
+    "lt.id, lt.url, lt.method, lt.users, lt.duration_s, lt.rate, lt.timeout_ms, lt.n_headers, "    \
+    "lt.body_bytes, lt.profile_app, lt.profile_now_id, lt.state, lt.error, lt.token_id, "          \
+    "lt.creator, lt.created_ms, lt.started_ms, lt.ended_ms, lt.requests, lt.errors, "              \
+    "lt.cancel_requested"
 /* A task's end for retention and the list's overlap: when it ended, or
  * while running when it is planned to. */
 #define TASK_END "(CASE WHEN k.ended_ms <> 0 THEN k.ended_ms ELSE k.ends_ms END)"
@@ -262,13 +308,14 @@ const char *const sq_stmt_sql[S_COUNT] = {
                          "WHERE start_ms < ?1 ORDER BY start_ms LIMIT ?2)",
     [S_PURGE_AGENTS] = "DELETE FROM agents WHERE last_seen_ms < ?1 "
                        "OR (stopped_ms <> 0 AND stopped_ms < ?1)",
-    [S_PN_INSERT] = "INSERT INTO profile_now (app, duration_s, created_ms, token_id) "
-                    "VALUES (?1, ?2, ?3, ?4) RETURNING id",
+    [S_PN_INSERT] = "INSERT INTO profile_now (app, duration_s, created_ms, token_id, "
+                    "triggered_by, loadtest_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
     [S_PN_SINCE] = "SELECT " PN_COLS " FROM profile_now r WHERE r.id > ?1 "
                    "AND (r.app = '' OR r.app = ?2) AND r.created_ms + r.duration_s * 1000 > ?3 "
                    "ORDER BY r.id LIMIT ?4",
     [S_PN_RECENT] = "SELECT " PN_COLS " FROM profile_now r ORDER BY r.id DESC LIMIT ?1",
     [S_PN_LAST] = "SELECT COALESCE(MAX(id), 0) FROM profile_now",
+    [S_PN_GET] = "SELECT " PN_COLS " FROM profile_now r WHERE r.id = ?1",
     [S_SETTING_GET] = "SELECT json FROM settings WHERE key = ?1 AND app = ?2",
     [S_SETTING_UPSERT] = "INSERT INTO settings (key, app, json) VALUES (?1, ?2, ?3) "
                          "ON CONFLICT (key, app) DO UPDATE SET json = excluded.json",
@@ -371,6 +418,40 @@ const char *const sq_stmt_sql[S_COUNT] = {
      * captures' profiles go by cascade. */
     [S_PURGE_TASKS] = "DELETE FROM tasks WHERE id IN (SELECT k.id FROM tasks k "
                       "WHERE " TASK_END " < ?1 ORDER BY k.id LIMIT ?2)",
+    [S_LT_INSERT] = "INSERT INTO loadtests (url, method, users, duration_s, rate, timeout_ms, "
+                    "n_headers, body_bytes, profile_app, profile_now_id, state, "
+                    "cancel_requested, error, token_id, creator, created_ms, started_ms, "
+                    "ended_ms, requests, errors, headers, body, result) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, 'queued', 0, '', ?10, ?11, "
+                    "?12, 0, 0, 0, 0, ?13, ?14, NULL) RETURNING id",
+    [S_LT_GET] = "SELECT " LOADTEST_COLS " FROM loadtests lt WHERE lt.id = ?1",
+    [S_LT_EXISTS] = "SELECT 1 FROM loadtests WHERE id = ?1",
+    [S_LT_COUNT_QUEUED] = "SELECT COUNT(*) FROM loadtests WHERE state = 'queued'",
+    /* The oldest queued test (lowest id: the order of creation, whatever
+     * the clocks said), taken in the one statement. */
+    [S_LT_CLAIM] = "UPDATE loadtests SET state = 'in progress', started_ms = ?1 "
+                   "WHERE id = (SELECT id FROM loadtests WHERE state = 'queued' "
+                   "ORDER BY id LIMIT 1) AND state = 'queued' RETURNING id",
+    /* ?5: whether ?4 is a results document to store (0: keep the last). */
+    [S_LT_PROGRESS] = "UPDATE loadtests SET requests = ?2, errors = ?3, "
+                      "result = CASE WHEN ?5 <> 0 THEN ?4 ELSE result END "
+                      "WHERE id = ?1 AND state = 'in progress'",
+    [S_LT_FINISH] = "UPDATE loadtests SET state = ?2, error = ?3, requests = ?4, errors = ?5, "
+                    "result = CASE WHEN ?7 <> 0 THEN ?6 ELSE result END, ended_ms = ?8 "
+                    "WHERE id = ?1 AND state = 'in progress'",
+    [S_LT_CANCEL_QUEUED] = "UPDATE loadtests SET state = 'cancelled', ended_ms = ?2 "
+                           "WHERE id = ?1 AND state = 'queued'",
+    [S_LT_CANCEL_REQUEST] = "UPDATE loadtests SET cancel_requested = 1 "
+                            "WHERE id = ?1 AND state = 'in progress'",
+    [S_LT_ABANDON] = "UPDATE loadtests SET state = 'failed', error = ?2, ended_ms = ?3 "
+                     "WHERE state = 'in progress' AND started_ms < ?1",
+    [S_LT_REQUEST] = "SELECT headers, body FROM loadtests WHERE id = ?1",
+    [S_LT_RESULT] = "SELECT result FROM loadtests WHERE id = ?1 AND result IS NOT NULL",
+    [S_LT_LINK_PROFILE_NOW] = "UPDATE loadtests SET profile_now_id = ?2 WHERE id = ?1",
+    /* Ended tests only (ended_ms 0 = queued or running, kept), in
+     * batches as tasks: each row may carry a large results document. */
+    [S_PURGE_LOADTESTS] = "DELETE FROM loadtests WHERE id IN (SELECT id FROM loadtests "
+                          "WHERE ended_ms <> 0 AND ended_ms < ?1 ORDER BY id LIMIT ?2)",
 };
 
 /* ------------------------------------------------------------------ */
@@ -406,6 +487,9 @@ static const struct {
                       " ORDER BY a.registered_ms DESC, a.id DESC LIMIT ?6"},
     [F_TASK_LIST] = {"SELECT " TASK_COLS " FROM tasks k",
                      " ORDER BY k.created_ms DESC, k.id DESC LIMIT ?6"},
+    [F_LOADTEST_LIST] = {"SELECT " LOADTEST_COLS " FROM loadtests lt",
+                         " ORDER BY lt.created_ms DESC, lt.id DESC LIMIT ?6 OFFSET ?7"},
+    [F_LOADTEST_COUNT] = {"SELECT COUNT(*) FROM loadtests lt", ""},
 };
 
 /* Each field binds a fixed placeholder number (FM_*), so binding does not
@@ -414,7 +498,8 @@ void sq_filtered_sql(enum filtered_kind kind, unsigned mask, char *buf, size_t c
 {
     size_t len = 0;
     int agent = kind == F_AGENT_LIST, task = kind == F_TASK_LIST;
-    const char *p = agent ? "a." : task ? "k." : "s.";
+    int loadtest = kind == F_LOADTEST_LIST || kind == F_LOADTEST_COUNT;
+    const char *p = agent ? "a." : task ? "k." : loadtest ? "lt." : "s.";
     buf[0] = '\0';
     sql_add(buf, cap, &len, filtered_parts[kind].select);
     const char *glue = strstr(filtered_parts[kind].select, " WHERE ") ? " AND " : " WHERE ";
@@ -439,11 +524,14 @@ void sq_filtered_sql(enum filtered_kind kind, unsigned mask, char *buf, size_t c
             glue = " AND ";
         }
         TERM(FM_TO, "%screated_ms < ?5")
+    } else if (loadtest) {
+        TERM(FM_STATE, "%sstate = ?3")
     } else {
         TERM(FM_TRIGGERED, "%striggered_by = ?3")
         TERM(FM_FROM, "%sstart_ms >= ?4")
         TERM(FM_TO, "%sstart_ms < ?5")
         TERM(FM_WITH_PROFILE, "%sprofile_bytes > 0")
+        TERM(FM_REQUEST, "%srequest_id = ?8")
     }
 #undef TERM
     sql_add(buf, cap, &len, filtered_parts[kind].order);

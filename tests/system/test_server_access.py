@@ -118,6 +118,20 @@ def _capture_id(w):
     return w.capture_id
 
 
+LOADTEST_BODY = {"url": "http://127.0.0.1:1/", "users": 1, "duration_s": 1}
+
+
+def _fresh_loadtest_id(w):
+    return w.s.ok("POST", "/api/v1/loadtests", dict(LOADTEST_BODY, duration_s=60),
+                  expect=201)["id"]
+
+
+def _loadtest_id(w):
+    if not getattr(w, "loadtest_id", None):
+        w.loadtest_id = w.s.ok("POST", "/api/v1/loadtests", LOADTEST_BODY, expect=201)["id"]
+    return w.loadtest_id
+
+
 ROUTES = [
     # agents, sessions, views: reader
     Route("GET", "/api/v1/agents", READ, (200,),
@@ -212,6 +226,14 @@ ROUTES = [
     Route("PUT", "/api/v1/agent/captures/{id}/snapshots", AGENT, (201,),
           lambda w: f"/api/v1/agent/captures/{_fresh_capture_id(w)}/snapshots",
           lambda w: encode_snapshots([{"frames": ["main", "slow"], "offset_ms": 200}])),
+    # load tests: reader reads, writer creates and cancels
+    Route("GET", "/api/v1/loadtests", READ, (200,), lambda w: "/api/v1/loadtests?limit=5"),
+    Route("POST", "/api/v1/loadtests", WRITE, (201,), lambda w: "/api/v1/loadtests",
+          lambda w: LOADTEST_BODY),
+    Route("GET", "/api/v1/loadtests/{id}", READ, (200,),
+          lambda w: f"/api/v1/loadtests/{_loadtest_id(w)}"),
+    Route("POST", "/api/v1/loadtests/{id}/cancel", WRITE, (200, 202),
+          lambda w: f"/api/v1/loadtests/{_fresh_loadtest_id(w)}/cancel"),
 ]
 
 
@@ -248,6 +270,9 @@ def stored(w):
     return {"tokens": tokens, "agents": agents,
             "sessions": s.ok("GET", "/api/v1/sessions?limit=1000"),
             "tasks": s.ok("GET", "/api/v1/tasks?limit=1000"),
+            # (their states move by themselves: the ids only)
+            "loadtests": [t["id"] for t in
+                          s.ok("GET", "/api/v1/loadtests?limit=1000")["loadtests"]],
             "profile_now": s.ok("GET", "/api/v1/profile-now?limit=1000"),
             **{p: s.ok("GET", p) for p in ("/api/v1/triggers", "/api/v1/default-sampling",
                                            "/api/v1/triggers?app=shop",

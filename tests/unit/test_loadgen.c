@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "common/loadgen.h"
+#include "common/loadgen_json.h"
 
 static int64_t now_ms(void)
 {
@@ -652,12 +653,86 @@ static void test_address_is_the_resolved_target(void **state)
     s.url = "http://[::1]/";
     assert_int_equal(loadgen_new(&s, &lg, err, sizeof err), 0);
     assert_string_equal(loadgen_address(lg), "[::1]:80");
+    assert_string_equal(loadgen_host(lg), "::1");
     loadgen_free(lg);
+    s.url = "http://LocalHost:8080/";
+    assert_int_equal(loadgen_new(&s, &lg, err, sizeof err), 0);
+    assert_string_equal(loadgen_host(lg), "LocalHost");
+    loadgen_free(lg);
+}
+
+static double jnum(json_t *o, const char *path1, const char *path2)
+{
+    json_t *v = json_object_get(o, path1);
+    if (path2)
+        v = json_object_get(v, path2);
+    assert_true(json_is_number(v));
+    return json_number_value(v);
+}
+
+static void test_result_json_has_every_figure(void **state)
+{
+    (void)state;
+    struct loadgen_result *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    histogram_reset(&r->latency);
+    histogram_add(&r->latency, 1000000, 90);   /* 1 ms */
+    histogram_add(&r->latency, 100000000, 10); /* 100 ms */
+    r->requests = 100;
+    r->errors = 3;
+    r->err_connect = 1;
+    r->err_timeout = 2;
+    r->bytes_read = 12345;
+    r->elapsed_s = 2.0;
+    r->n_status = 3;
+    r->status[0].code = 500;
+    r->status[0].count = 10;
+    r->status[1].code = 0; /* "other" sorts last */
+    r->status[1].count = 1;
+    r->status[2].code = 200;
+    r->status[2].count = 89;
+    r->n_seconds = 2;
+    r->seconds[0] = (struct loadgen_second){.requests = 60, .latency_sum_ns = 60000000,
+                                            .latency_max_ns = 1000000};
+    r->seconds[1] = (struct loadgen_second){.errors = 3};
+
+    json_t *o = loadgen_result_json(r, 1);
+    assert_non_null(o);
+    assert_true(jnum(o, "requests", NULL) == 100);
+    assert_true(jnum(o, "requests_per_s", NULL) == 50);
+    assert_true(jnum(o, "errors", "total") == 3 && jnum(o, "errors", "timeout") == 2);
+    assert_true(jnum(o, "errors", "connect") == 1 && jnum(o, "errors", "reset") == 0);
+    assert_true(fabs(jnum(o, "latency_ms", "p50") - 1) <= 0.01);
+    assert_true(fabs(jnum(o, "latency_ms", "p99") - 100) <= 1);
+    assert_true(jnum(o, "latency_ms", "max") >= 99 && jnum(o, "latency_ms", "min") <= 1.01);
+    const char *want[] = {"200", "500", "other"}, *key;
+    json_t *v;
+    size_t i = 0;
+    json_object_foreach(json_object_get(o, "status"), key, v)
+        assert_string_equal(key, want[i++]);
+    assert_int_equal(i, 3);
+    json_t *secs = json_object_get(o, "seconds");
+    assert_int_equal(json_array_size(secs), 2);
+    assert_true(jnum(json_array_get(secs, 0), "latency_mean_ms", NULL) == 1);
+    assert_true(json_is_null(json_object_get(json_array_get(secs, 1), "latency_mean_ms")));
+    json_decref(o);
+
+    /* Without the series; and no responses: latency null. */
+    memset(r, 0, sizeof *r);
+    histogram_reset(&r->latency);
+    o = loadgen_result_json(r, 0);
+    assert_non_null(o);
+    assert_null(json_object_get(o, "seconds"));
+    assert_true(json_is_null(json_object_get(o, "latency_ms")));
+    assert_int_equal(json_object_size(json_object_get(o, "status")), 0);
+    json_decref(o);
+    free(r);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_result_json_has_every_figure),
         cmocka_unit_test(test_requests_counted_match_what_the_server_served),
         cmocka_unit_test(test_status_codes_are_counted),
         cmocka_unit_test(test_chunked_answers_are_read_whole),
