@@ -100,10 +100,10 @@ BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(B)/bench/%)
 
 ALL_TARGETS := $(LIBSONDE) $(SONDE) $(SONDED) $(UNIT_BINS) $(PROGS) $(EXAMPLES) $(BENCH_BINS)
 
-.PHONY: all agent cli server unit progs run check check-unit check-system bench install clean format deps
+.PHONY: all web agent cli server unit progs run check check-unit check-system bench install clean format deps
 .DEFAULT_GOAL := all
 
-all: $(ALL_TARGETS)
+all: $(ALL_TARGETS) web
 agent: $(LIBSONDE)
 cli: $(SONDE)
 server: $(SONDED)
@@ -146,7 +146,16 @@ $(B)/obj/src/cli/%.o: src/cli/%.c
 
 $(B)/obj/src/server/%.o: src/server/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) -DSONDE_WEB_DIR='"$(CURDIR)/web"' -c $< -o $@
+
+# The console's front-end libraries (web/package.json, locked by
+# web/package-lock.json), installed when the lock file is newer than the
+# install.  Offline machines without npm still build the C parts.
+WEB_STAMP := web/node_modules/.package-lock.json
+web: $(WEB_STAMP)
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 $(LIBSONDE): $(AGENT_OBJS) $(COMMON_OBJS)
 	$(CC) -shared $(SANFLAGS) -Wl,-z,nodelete -Wl,-z,now -Wl,--exclude-libs,ALL -o $@ $^ $(AGENT_LIBS)

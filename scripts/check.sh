@@ -1,7 +1,8 @@
 #!/bin/sh
 # check.sh — the whole test suite, as `make check` runs it: build, unit
 # tests (cmocka), system tests (pytest), then the same again built with
-# AddressSanitizer + UndefinedBehaviorSanitizer.  Ends with one line
+# AddressSanitizer + UndefinedBehaviorSanitizer, and the console in
+# headless Chromium (tests/web, node --test).  Ends with one line
 # "N passed, N failed" over everything; exits non-zero on any failure.
 #
 #   scripts/check.sh                 everything
@@ -58,6 +59,21 @@ run_system() { # build dir, san flag
     fi
 }
 
+run_web() { # build dir: the console in headless Chromium (node's test runner)
+    b=$1
+    out="$LOG/web-$(basename "$b").log"
+    SONDE_BUILD="$b" timeout 1200 node --test --test-concurrency=1 tests/web/ >"$out" 2>&1
+    rc=$?
+    cat "$out"
+    p=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$out" | tail -1)
+    f=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$out" | tail -1)
+    PASSED=$((PASSED + ${p:-0}))
+    FAILED=$((FAILED + ${f:-0}))
+    if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
+        FAILED=$((FAILED + 1))
+    fi
+}
+
 if [ "${1:-}" = "--unit-only" ]; then
     run_unit "${2:-build}"
     echo "$PASSED passed, $FAILED failed"
@@ -87,6 +103,8 @@ echo "== unit tests (plain)"
 run_unit build
 echo "== system tests (plain)"
 run_system build 0
+echo "== console tests (headless Chromium)"
+run_web build
 
 echo "== unit tests (ASan + UBSan)"
 export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

@@ -31,6 +31,15 @@ static enum http_result health(struct request *req, struct response *res)
     return HTTP_DONE;
 }
 
+/* Who the caller is: what the console shows and which actions it offers. */
+static enum http_result whoami(struct request *req, struct response *res)
+{
+    http_json(res, 200,
+              json_pack("{s:I,s:s,s:s}", "token_id", (json_int_t)req->token.id, "name",
+                        req->token.name, "role", role_name(req->role)));
+    return HTTP_DONE;
+}
+
 static enum http_result token_create(struct request *req, struct response *res)
 {
     static const char *const fields[] = {"role", "name", NULL};
@@ -141,6 +150,7 @@ out:
 
 const struct route api_token_routes[] = {
     {"GET", "/api/v1/health", ROLES_NONE, 0, health},
+    {"GET", "/api/v1/whoami", ROLES_READ, 0, whoami},
     {"POST", "/api/v1/tokens", ROLES_ADMIN, 0, token_create},
     {"GET", "/api/v1/tokens", ROLES_ADMIN, 0, token_list},
     {"DELETE", "/api/v1/tokens/{id}", ROLES_ADMIN, 0, token_revoke},

@@ -72,6 +72,8 @@ struct server_config {
                                   LOADTEST_ALLOW_DEFAULT */
     int loadtest_parallel;    /* runner threads, 1..16, default 1 */
     int loadtest_queue;       /* queued tests at most, 1..10000, default 100 */
+    char web_dir[512];        /* the console's files (--web); default
+                                 SONDE_WEB_DIR, the source tree's web/ */
 };
 
 struct server {
@@ -123,7 +125,9 @@ struct route {
     const char *method;
     const char *pattern; /* "/api/v1/sessions/{id}/profile"; {id} = integer >= 1,
                             {key} = any segment of 1..255 bytes (the
-                            handler validates it: 400, not 404) */
+                            handler validates it: 400, not 404), {rest}
+                            (last) = the rest of the path, 1..255 bytes,
+                            into key */
     int roles;           /* ROLE_* bits admitted; ROLES_NONE = open */
     size_t max_body;     /* 0 = cfg.max_json_body; HTTP_BODY_UPLOAD = cfg.max_upload */
     http_handler fn;
@@ -139,6 +143,7 @@ extern const struct route api_task_routes[];     /* /api/v1/tasks… */
 extern const struct route api_capture_routes[];  /* /api/v1/captures…, /api/v1/traces/… */
 extern const struct route api_agent_task_routes[]; /* /api/v1/agent/tasks…, …/captures… */
 extern const struct route api_loadtest_routes[]; /* /api/v1/loadtests… */
+extern const struct route api_web_routes[];      /* the console: /, /ui/…, /vendor/… */
 
 /* Query parameter (decoded) or NULL. */
 const char *http_query(const struct request *req, const char *name);

@@ -36,6 +36,10 @@
 #include "server/http.h"
 #include "server/loadtest.h"
 
+#ifndef SONDE_WEB_DIR
+#define SONDE_WEB_DIR "web"
+#endif
+
 #define RETENTION_PERIOD_MS (3600 * 1000)
 /* The background thread's tick: how late a task may expire at worst
  * when no request looks at it. */
@@ -58,6 +62,7 @@ static const char usage[] =
     "                          default 127.0.0.0/8,::1 (loopback only); \"\" = nowhere\n"
     "  --loadtest-parallel N   load tests run at the same time, 1..16 (default 1)\n"
     "  --loadtest-queue N      load tests waiting at most, 1..10000 (default 100)\n"
+    "  --web DIR               the console's files (default: this build's web/)\n"
     "  --help                  this text\n"
     "  --version               print the version\n"
     "environment: SONDE_ADMIN_TOKEN  the admin token to create on first start\n";
@@ -163,7 +168,8 @@ static void set_int_option(struct server_config *cfg, const struct int_option *o
 
 static int option_known(const char *name)
 {
-    static const char *const names[] = {"--listen", "--data", "--db", "--loadtest-allow", NULL};
+    static const char *const names[] = {"--listen", "--data", "--db", "--loadtest-allow", "--web",
+                                        NULL};
     for (size_t i = 0; names[i]; i++)
         if (strcmp(names[i], name) == 0)
             return 1;
@@ -225,6 +231,11 @@ static int parse_args(int argc, char **argv, struct server_config *cfg)
             if (!*val || strlen(val) >= sizeof(cfg->db_url))
                 return bad_usage("--db: a URL of 1..599 bytes, not '%s'", val);
             snprintf(cfg->db_url, sizeof(cfg->db_url), "%s", val);
+        } else if (strcmp(name, "--web") == 0) {
+            if (!*val || strlen(val) >= sizeof(cfg->web_dir))
+                return bad_usage("--web: a directory path of 1..%zu bytes, not '%s'",
+                                 sizeof(cfg->web_dir) - 1, val);
+            snprintf(cfg->web_dir, sizeof(cfg->web_dir), "%s", val);
         } else if (strcmp(name, "--loadtest-allow") == 0) {
             if (strlen(val) >= sizeof(cfg->loadtest_allow))
                 return bad_usage("--loadtest-allow: a list of at most %zu bytes",
@@ -336,6 +347,7 @@ int main(int argc, char **argv)
     snprintf(cfg->loadtest_allow, sizeof(cfg->loadtest_allow), "%s", LOADTEST_ALLOW_DEFAULT);
     cfg->loadtest_parallel = 1;
     cfg->loadtest_queue = LOADTEST_QUEUE_DEFAULT;
+    snprintf(cfg->web_dir, sizeof(cfg->web_dir), "%s", SONDE_WEB_DIR);
 
     int rc = parse_args(argc, argv, cfg);
     if (rc != 0)

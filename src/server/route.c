@@ -6,7 +6,9 @@
  * segment: {id}, a positive decimal integer (1..18 digits: it cannot
  * overflow), and {key}, any segment of 1..KEY_MAX bytes, which the
  * handler validates itself so that a malformed value is a 400 naming
- * what it must be rather than a 404.  Tables are tried in order and the
+ * what it must be rather than a 404, and {rest}, the whole rest of the
+ * path (1..KEY_MAX bytes, slashes included: the console's static files),
+ * handed over as the key, which the handler validates.  Tables are tried in order and the
  * first route whose pattern and method match wins; a path that matches
  * only with other methods is a 405 naming them.
  */
@@ -18,7 +20,7 @@
 static const struct route *const route_tables[] = {
     api_token_routes,   api_agent_routes,   api_agent_task_routes, api_session_routes,
     api_view_routes,    api_setting_routes, api_task_routes,       api_capture_routes,
-    api_loadtest_routes,
+    api_loadtest_routes, api_web_routes,
 };
 
 /* Longest {key} path part: longer paths match no route (404). */
@@ -45,7 +47,7 @@ static int parse_id(const char *s, size_t len, int64_t *id)
  * *parts. */
 static int path_match(const char *pattern, const char *path, struct path_parts *parts)
 {
-    static const char idpart[] = "{id}", keypart[] = "{key}";
+    static const char idpart[] = "{id}", keypart[] = "{key}", restpart[] = "{rest}";
     while (*pattern) {
         if (strncmp(pattern, idpart, sizeof(idpart) - 1) == 0) {
             size_t n = strcspn(path, "/");
@@ -54,6 +56,14 @@ static int path_match(const char *pattern, const char *path, struct path_parts *
             pattern += sizeof(idpart) - 1;
             path += n;
             continue;
+        }
+        if (strcmp(pattern, restpart) == 0) {
+            size_t n = strlen(path);
+            if (n == 0 || n > KEY_MAX)
+                return 0;
+            parts->key = path;
+            parts->key_len = n;
+            return 1;
         }
         if (strncmp(pattern, keypart, sizeof(keypart) - 1) == 0) {
             size_t n = strcspn(path, "/");

@@ -170,6 +170,8 @@ ROUTES = [
           lambda w: "/api/v1/default-sampling?app=shop",
           lambda w: {"enabled": True, "window_s": 60, "period_s": 600}),
     Route("DELETE", "/api/v1/default-sampling", WRITE, (200, 204), _with_sampling_override),
+    # who am I: any person's token
+    Route("GET", "/api/v1/whoami", READ, (200,), lambda w: "/api/v1/whoami"),
     # tokens: admin
     Route("GET", "/api/v1/tokens", ADMIN, (200,), lambda w: "/api/v1/tokens"),
     Route("POST", "/api/v1/tokens", ADMIN, (201,), lambda w: "/api/v1/tokens",
