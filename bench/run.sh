@@ -16,5 +16,6 @@ here=$(dirname "$0")
 /usr/bin/python3 "$here/server_bench.py" "$1"
 # sonde loadtest beside wrk against nginx (BUILD_DIR/bench/loadgen-results.md)
 /usr/bin/python3 "$here/loadgen_bench.py" "$1"
+node "$here/console_bench.mjs" "$1"  # the console: navigation to a drawn 10,000-frame flame graph (BUILD_DIR/bench/console-results.md)
 # the demo service under wrk: no agent, agent idle, agent profiling (BUILD_DIR/bench/demo-results.md)
 exec /usr/bin/python3 "$here/demo_bench.py" "$1"

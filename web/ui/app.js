@@ -92,6 +92,9 @@ async function show() {
       break;
     }
   }
+  // The page's module loads while who is signed in is asked.
+  const loading = name ? import(`./pages/${name}.js`) : null;
+  if (loading) loading.catch(() => {}); // reported when awaited below
   if (!me && name !== 'signin') {
     me = await whoami().catch(() => null);
     if (n !== shown) return;
@@ -127,7 +130,7 @@ async function show() {
   };
   main.replaceChildren(h('p', { class: 'loading' }, 'Loading…'));
   try {
-    const mod = await import(`./pages/${name}.js`);
+    const mod = await loading;
     if (n !== shown) return;
     const el = h('div', { class: `page page-${name}` });
     main.replaceChildren(el);

@@ -153,5 +153,19 @@ export function every(ms, fn) {
   return () => { stopped = true; clearTimeout(timer); };
 }
 
+// A state's badge ("in progress" → class state-in-progress); id optional.
+export function stateBadge(state, id) {
+  const s = String(state);
+  return h('span', { class: `state state-${s.replace(/[^a-z-]/g, '-')}`, id, dataset: { state: s } },
+    s);
+}
+
+// "2026-12-06T14:03" (local time) for a datetime-local input.
+export function localInput(ms) {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
 // The role names allowed to write (Profile Now, triggers, tasks, tests).
 export const WRITE_ROLES = ['writer', 'admin'];
