@@ -111,21 +111,10 @@ static int bad_flag(const struct command *cmd, const char *msg, const char *v)
     return command_usage_error(cmd, "%s", text);
 }
 
-/* RFC 9110 token characters (a header's name). */
-static int is_tchar(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
 /* "Name: value": 0, or -1 with why in msg. */
 static int check_header(const char *h, char *msg, size_t len)
 {
-    static const char *const engine_own[] = {"host", "content-length", "connection",
-                                             "transfer-encoding"};
-    size_t n = strlen(h), name = 0;
-    while (is_tchar(h[name]))
-        name++;
+    size_t n = strlen(h), name = loadgen_header_name_len(h);
     if (name == 0 || h[name] != ':') {
         snprintf(msg, len, "-H/--header must be \"Name: value\" (a name of letters, digits or "
                            "!#$%%&'*+-.^_`|~, then a colon)");
@@ -141,12 +130,11 @@ static int check_header(const char *h, char *msg, size_t len)
                                "breaks)");
             return -1;
         }
-    for (size_t k = 0; k < sizeof engine_own / sizeof engine_own[0]; k++)
-        if (strlen(engine_own[k]) == name && !strncasecmp(h, engine_own[k], name)) {
-            snprintf(msg, len, "-H/--header may not set Host, Content-Length, Connection or "
-                               "Transfer-Encoding: sonde sets them");
-            return -1;
-        }
+    if (loadgen_header_owned(h, name)) {
+        snprintf(msg, len, "-H/--header may not set Host, Content-Length, Connection or "
+                           "Transfer-Encoding: sonde sets them");
+        return -1;
+    }
     return 0;
 }
 

@@ -58,8 +58,24 @@ static int is_tchar(unsigned char c)
            (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
+size_t loadgen_header_name_len(const char *s)
+{
+    size_t n = 0;
+    while (s && is_tchar((unsigned char)s[n]))
+        n++;
+    return n;
+}
+
 /* Headers whose framing or routing the engine owns. */
 static const char *const owned_headers[] = {"Host", "Content-Length", "Connection", "Transfer-Encoding"};
+
+const char *loadgen_header_owned(const char *name, size_t len)
+{
+    for (size_t k = 0; k < sizeof owned_headers / sizeof owned_headers[0]; k++)
+        if (strlen(owned_headers[k]) == len && strncasecmp(name, owned_headers[k], len) == 0)
+            return owned_headers[k];
+    return NULL;
+}
 
 static int check_header(const char *h, size_t i, char *err, size_t errlen)
 {
@@ -68,9 +84,7 @@ static int check_header(const char *h, size_t i, char *err, size_t errlen)
     size_t len = strnlen(h, LOADGEN_HEADER_MAX + 1);
     if (len > LOADGEN_HEADER_MAX)
         return fail(err, errlen, -EINVAL, "headers[%zu]: longer than %d bytes", i, LOADGEN_HEADER_MAX);
-    size_t n = 0;
-    while (is_tchar((unsigned char)h[n]))
-        n++;
+    size_t n = loadgen_header_name_len(h);
     if (n == 0 || h[n] != ':')
         return fail(err, errlen, -EINVAL, "headers[%zu]: not \"Name: value\" (name must be a token)", i);
     for (const char *p = h + n + 1; *p; p++) {
@@ -78,10 +92,10 @@ static int check_header(const char *h, size_t i, char *err, size_t errlen)
         if ((c < 0x20 && c != '\t') || c == 0x7f)
             return fail(err, errlen, -EINVAL, "headers[%zu]: control character in the value", i);
     }
-    for (size_t k = 0; k < sizeof owned_headers / sizeof owned_headers[0]; k++)
-        if (strlen(owned_headers[k]) == n && strncasecmp(h, owned_headers[k], n) == 0)
-            return fail(err, errlen, -EINVAL, "headers[%zu]: %s is set by the load generator", i,
-                        owned_headers[k]);
+    const char *owned = loadgen_header_owned(h, n);
+    if (owned)
+        return fail(err, errlen, -EINVAL, "headers[%zu]: %s is set by the load generator", i,
+                    owned);
     return 0;
 }
 

@@ -91,6 +91,17 @@ struct loadgen_result {
 
 struct loadgen;
 
+/* The rules loadgen_new applies to headers, for callers that check a
+ * person's input first with their own messages (the CLI's -H, sonded's
+ * "headers"): */
+/* How many bytes at the start of s are a header name's (RFC 9110 token
+ * characters); 0 when s does not start with one.  s may be NULL. */
+size_t loadgen_header_name_len(const char *s);
+/* The header of the engine's own (Host, Content-Length, Connection,
+ * Transfer-Encoding, in that spelling) that name (len bytes) is, case
+ * aside; NULL when it is none of them. */
+const char *loadgen_header_owned(const char *name, size_t len);
+
 /* Checks spec (every field's range; the message names the field),
  * parses the URL and resolves its host (getaddrinfo, once).  Copies what
  * it needs: spec may go away.  0, -EINVAL (bad spec), -ENOTSUP (https),

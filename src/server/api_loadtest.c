@@ -49,10 +49,6 @@
 static const char *const loadtest_states[] = {"queued", "in progress", "completed", "failed",
                                               "cancelled", NULL};
 
-/* Headers whose framing or routing belongs to the load generator. */
-static const char *const owned_headers[] = {"Host", "Content-Length", "Connection",
-                                            "Transfer-Encoding", NULL};
-
 /* Wakes this server's runners (a test was queued, or a cancel came).
  * main.c sets srv->loadtest_runner after the HTTP layer starts and
  * clears it before stopping the runners: read atomically; a pointer read
@@ -98,10 +94,7 @@ static json_t *stored_headers(struct server *srv, const struct store_loadtest *t
                               struct response *res)
 {
     char *doc = NULL;
-    void *body = NULL;
-    size_t body_len = 0;
-    int rc = store_loadtest_request(srv->store, t->id, &doc, &body, &body_len);
-    free(body);
+    int rc = store_loadtest_request(srv->store, t->id, &doc, NULL, NULL);
     if (rc < 0) {
         http_store_error(res, srv->store, rc, NULL);
         return NULL;
@@ -204,86 +197,6 @@ static enum http_result answer(struct request *req, struct response *res, int st
 /* ------------------------------------------------------------------ */
 /* Create                                                              */
 
-static int is_tchar(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
-/* A header name for a message: itself when short printable text. */
-static const char *shown(const char *name)
-{
-    size_t n = strlen(name);
-    return n <= 64 && jv_printable(name, n) ? name : "(unprintable)";
-}
-
-/* body.headers: an object of at most LOADGEN_HEADERS_MAX header names
- * (tokens, not the engine's own) to printable string values.  Fills
- * lines[] with "Name: value" (malloc'ed) and *n.  0 or -EINVAL with a
- * 400. */
-static int check_headers(struct response *res, json_t *h, char **lines, size_t *n)
-{
-    *n = 0;
-    if (!h)
-        return 0;
-    if (!json_is_object(h)) {
-        http_error(res, 400, "field 'headers' must be an object of header names to string "
-                             "values ({\"Accept\": \"text/html\"})");
-        return -EINVAL;
-    }
-    if (json_object_size(h) > LOADGEN_HEADERS_MAX) {
-        http_error(res, 400, "field 'headers' must have at most %d headers",
-                   LOADGEN_HEADERS_MAX);
-        return -EINVAL;
-    }
-    const char *name;
-    json_t *v;
-    json_object_foreach(h, name, v) {
-        size_t nl = strlen(name), k = 0;
-        while (is_tchar((unsigned char)name[k]))
-            k++;
-        if (nl == 0 || k != nl) {
-            http_error(res, 400,
-                       "field 'headers': '%s' is not a header name (letters, digits and "
-                       "!#$%%&'*+-.^_`|~)",
-                       shown(name));
-            return -EINVAL;
-        }
-        for (size_t i = 0; owned_headers[i]; i++) {
-            if (strcasecmp(name, owned_headers[i]) == 0) {
-                http_error(res, 400, "field 'headers': %s is set by the load generator",
-                           owned_headers[i]);
-                return -EINVAL;
-            }
-        }
-        if (!json_is_string(v)) {
-            http_error(res, 400, "field 'headers': the value of '%s' must be a string",
-                       shown(name));
-            return -EINVAL;
-        }
-        size_t vl = json_string_length(v);
-        if (!jv_printable(json_string_value(v), vl)) {
-            http_error(res, 400,
-                       "field 'headers': the value of '%s' must be printable text (no control "
-                       "characters)",
-                       shown(name));
-            return -EINVAL;
-        }
-        if (nl + 2 + vl > LOADGEN_HEADER_MAX) {
-            http_error(res, 400, "field 'headers': '%s: …' is longer than %d bytes", shown(name),
-                       LOADGEN_HEADER_MAX);
-            return -EINVAL;
-        }
-        if (asprintf(&lines[*n], "%s: %s", name, json_string_value(v)) < 0) {
-            lines[*n] = NULL;
-            http_error(res, 500, "out of memory");
-            return -ENOMEM;
-        }
-        (*n)++;
-    }
-    return 0;
-}
-
 /* method: 1..15 uppercase letters. */
 static int method_ok(const char *m)
 {
@@ -321,8 +234,13 @@ static enum http_result loadtest_create(struct request *req, struct response *re
         http_error(res, 400, "field 'method' must be 1..15 uppercase letters (GET, POST, …)");
         rc = -EINVAL;
     }
-    if (rc == 0)
-        rc = check_headers(res, json_object_get(body, "headers"), lines, &n_lines);
+    char err[512];
+    if (rc == 0) {
+        rc = loadtest_header_lines(json_object_get(body, "headers"), lines, &n_lines, err,
+                                   sizeof err);
+        if (rc < 0)
+            http_error(res, rc == -ENOMEM ? 500 : 400, "%s", err);
+    }
     if (rc == 0) {
         json_t *b = json_object_get(body, "body");
         if (b && !json_is_string(b)) {
@@ -374,7 +292,6 @@ static enum http_result loadtest_create(struct request *req, struct response *re
         .rate = t.rate,
         .timeout_ms = (int)t.timeout_ms,
     };
-    char err[512];
     rc = loadgen_new(&spec, &lg, err, sizeof err);
     if (rc == -EINVAL || rc == -ENOTSUP || rc == -EHOSTUNREACH) {
         http_error(res, 400, "%s", err);
@@ -384,13 +301,9 @@ static enum http_result loadtest_create(struct request *req, struct response *re
         http_error(res, 500, "%s", err);
         goto done;
     }
-    socklen_t salen = 0;
-    const struct sockaddr *sa = loadgen_sockaddr(lg, &salen);
-    if (!loadtest_allow_check(srv->loadtest_allow, loadgen_host(lg), sa, salen)) {
-        const char *list = srv->loadtest_allow ? loadtest_allow_text(srv->loadtest_allow) : "";
-        http_error(res, 403, "target %s (%s) is not allowed: sonded --loadtest-allow permits %s",
-                   loadgen_host(lg), loadgen_address(lg), *list ? list : "nothing");
-        rc = -EPERM;
+    rc = loadtest_target_check(srv->loadtest_allow, lg, err, sizeof err);
+    if (rc < 0) {
+        http_error(res, 403, "%s", err);
         goto done;
     }
 

@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "server/clock.h"
 #include "server/http.h"
 
 /* One request on a connection (libmicrohttpd's *con_cls). */
@@ -74,38 +75,6 @@ struct http_impl {
     atomic_int have_waiters; /* so server_notify is cheap with none */
 };
 
-/* ------------------------------------------------------------------ */
-/* Time                                                                */
-
-static inline int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static inline int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* Waits on cond (a CLOCK_MONOTONIC condition) for at most ms. */
-static inline void cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *m, int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    if (ms < 0)
-        ms = 0;
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    pthread_cond_timedwait(cond, m, &ts);
-}
 
 /* ------------------------------------------------------------------ */
 /* http.c                                                              */

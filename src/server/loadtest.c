@@ -61,6 +61,7 @@
 
 #include "common/loadgen.h"
 #include "common/loadgen_json.h"
+#include "server/clock.h"
 #include "server/http.h"
 #include "server/loadtest.h"
 #include "server/store.h"
@@ -95,35 +96,19 @@ struct loadtest_runner {
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct loadtest_runner *live_runners;
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits on r->cond until the monotonic time deadline_ms (or a signal). */
 static void wait_until(struct loadtest_runner *r, int64_t deadline_ms)
 {
-    struct timespec ts = {.tv_sec = deadline_ms / 1000, .tv_nsec = (deadline_ms % 1000) * 1000000};
-    pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+    cond_wait_ms(&r->cond, &r->lock, deadline_ms - mono_ms());
 }
 
 /* ------------------------------------------------------------------ */
 /* One test                                                            */
 
-/* The stored request as a loadgen spec: headers_json {"Name": "value"}
- * into "Name: value" lines (*lines malloc'ed, each line too). */
+/* The stored request as a loadgen spec. */
 struct built {
     struct loadgen_spec spec;
-    char **lines;
+    char *lines[LOADGEN_HEADERS_MAX];
     size_t n_lines;
     char *headers_json;
     void *body;
@@ -133,7 +118,6 @@ static void built_free(struct built *b)
 {
     for (size_t i = 0; i < b->n_lines; i++)
         free(b->lines[i]);
-    free(b->lines);
     free(b->headers_json);
     free(b->body);
 }
@@ -150,24 +134,14 @@ static int build_spec(struct store *st, const struct store_loadtest *t, struct b
         return -1;
     }
     json_t *h = json_loads(b->headers_json, 0, NULL);
-    if (!json_is_object(h)) {
-        json_decref(h);
-        snprintf(err, errlen, "the stored headers are not a JSON object");
+    char why[400];
+    rc = h ? loadtest_header_lines(h, b->lines, &b->n_lines, why, sizeof why) : -EINVAL;
+    json_decref(h);
+    if (rc < 0) {
+        snprintf(err, errlen, "the stored request's headers: %s",
+                 h ? why : "not JSON");
         return -1;
     }
-    b->lines = calloc(json_object_size(h) + 1, sizeof *b->lines);
-    const char *name;
-    json_t *v;
-    json_object_foreach(h, name, v) {
-        if (!b->lines || !json_is_string(v) ||
-            asprintf(&b->lines[b->n_lines], "%s: %s", name, json_string_value(v)) < 0) {
-            json_decref(h);
-            snprintf(err, errlen, "cannot rebuild the stored headers");
-            return -1;
-        }
-        b->n_lines++;
-    }
-    json_decref(h);
     b->spec = (struct loadgen_spec){
         .url = t->url,
         .method = t->method,
@@ -180,6 +154,72 @@ static int build_spec(struct store *st, const struct store_loadtest *t, struct b
         .rate = t->rate,
         .timeout_ms = (int)t->timeout_ms,
     };
+    return 0;
+}
+
+/* A header name for a message: itself when short printable text. */
+static const char *shown(const char *name)
+{
+    size_t n = strlen(name);
+    return n <= 64 && jv_printable(name, n) ? name : "(unprintable)";
+}
+
+int loadtest_header_lines(json_t *h, char **lines, size_t *n, char *err, size_t errlen)
+{
+    *n = 0;
+    if (!h)
+        return 0;
+    if (!json_is_object(h)) {
+        snprintf(err, errlen, "field 'headers' must be an object of header names to string "
+                              "values ({\"Accept\": \"text/html\"})");
+        return -EINVAL;
+    }
+    if (json_object_size(h) > LOADGEN_HEADERS_MAX) {
+        snprintf(err, errlen, "field 'headers' must have at most %d headers",
+                 LOADGEN_HEADERS_MAX);
+        return -EINVAL;
+    }
+    const char *name;
+    json_t *v;
+    json_object_foreach(h, name, v) {
+        size_t nl = strlen(name);
+        const char *owned = loadgen_header_owned(name, nl);
+        if (nl == 0 || loadgen_header_name_len(name) != nl) {
+            snprintf(err, errlen,
+                     "field 'headers': '%s' is not a header name (letters, digits and "
+                     "!#$%%&'*+-.^_`|~)",
+                     shown(name));
+            return -EINVAL;
+        }
+        if (owned) {
+            snprintf(err, errlen, "field 'headers': %s is set by the load generator", owned);
+            return -EINVAL;
+        }
+        if (!json_is_string(v)) {
+            snprintf(err, errlen, "field 'headers': the value of '%s' must be a string",
+                     shown(name));
+            return -EINVAL;
+        }
+        size_t vl = json_string_length(v);
+        if (!jv_printable(json_string_value(v), vl)) {
+            snprintf(err, errlen,
+                     "field 'headers': the value of '%s' must be printable text (no control "
+                     "characters)",
+                     shown(name));
+            return -EINVAL;
+        }
+        if (nl + 2 + vl > LOADGEN_HEADER_MAX) {
+            snprintf(err, errlen, "field 'headers': '%s: …' is longer than %d bytes",
+                     shown(name), LOADGEN_HEADER_MAX);
+            return -EINVAL;
+        }
+        if (asprintf(&lines[*n], "%s: %s", name, json_string_value(v)) < 0) {
+            lines[*n] = NULL;
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        (*n)++;
+    }
     return 0;
 }
 
@@ -296,13 +336,7 @@ static void run_test(struct slot *slot, const struct store_loadtest *t)
         finish(r, t->id, "failed", err, NULL);
         return;
     }
-    socklen_t salen = 0;
-    const struct sockaddr *sa = loadgen_sockaddr(lg, &salen);
-    if (!loadtest_allow_check(srv->loadtest_allow, loadgen_host(lg), sa, salen)) {
-        const char *list = loadtest_allow_text(srv->loadtest_allow);
-        snprintf(err, sizeof err,
-                 "target %s (%s) is not allowed: sonded --loadtest-allow permits %s",
-                 loadgen_host(lg), loadgen_address(lg), *list ? list : "nothing");
+    if (loadtest_target_check(srv->loadtest_allow, lg, err, sizeof err) < 0) {
         loadgen_free(lg);
         finish(r, t->id, "failed", err, NULL);
         return;

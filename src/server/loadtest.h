@@ -45,9 +45,11 @@
 #ifndef SONDE_LOADTEST_H
 #define SONDE_LOADTEST_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
+struct loadgen;
 struct server;
 
 #define LOADTEST_GRACE_MS 60000
@@ -70,6 +72,22 @@ int loadtest_allow_check(const struct loadtest_allow *a, const char *host,
                          const struct sockaddr *sa, socklen_t salen);
 /* The list as given (for messages: "allowed: 127.0.0.0/8, ::1"). */
 const char *loadtest_allow_text(const struct loadtest_allow *a);
+/* 0 when the target of lg (its URL host, the address it resolved to) is
+ * allowed by a, else -EPERM with "target HOST (ADDRESS:PORT) is not
+ * allowed: sonded --loadtest-allow permits LIST" in err — the API's 403
+ * at creation and the runner's "failed" at start say the same. */
+int loadtest_target_check(const struct loadtest_allow *a, const struct loadgen *lg, char *err,
+                          size_t errlen);
+
+/* ---- the request ----------------------------------------------------- */
+
+/* A load test's "headers" — a JSON object of header names to string
+ * values, as the API takes it and the store keeps it (NULL: none) — as
+ * "Name: value" lines for a loadgen_spec, checked by the engine's rules
+ * (loadgen.h) with messages for people: at most LOADGEN_HEADERS_MAX into
+ * lines, each malloc'ed (the caller frees lines[0..*n), after an error
+ * too).  0, -EINVAL with "field 'headers'…" in err, or -ENOMEM. */
+int loadtest_header_lines(json_t *headers, char **lines, size_t *n, char *err, size_t errlen);
 
 /* ---- runner -------------------------------------------------------- */
 

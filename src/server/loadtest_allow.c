@@ -29,6 +29,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/loadgen.h"
 #include "server/loadtest.h"
 
 #define NAME_MAX_LEN 253 /* a DNS name without its trailing dot */
@@ -289,4 +290,17 @@ int loadtest_allow_check(const struct loadtest_allow *a, const char *host,
         }
     }
     return 0;
+}
+
+int loadtest_target_check(const struct loadtest_allow *a, const struct loadgen *lg, char *err,
+                          size_t errlen)
+{
+    socklen_t salen = 0;
+    const struct sockaddr *sa = loadgen_sockaddr(lg, &salen);
+    if (loadtest_allow_check(a, loadgen_host(lg), sa, salen))
+        return 0;
+    const char *list = a ? loadtest_allow_text(a) : "";
+    snprintf(err, errlen, "target %s (%s) is not allowed: sonded --loadtest-allow permits %s",
+             loadgen_host(lg), loadgen_address(lg), *list ? list : "nothing");
+    return -EPERM;
 }

@@ -33,6 +33,7 @@
 
 #include "server/api.h"
 #include "server/auth.h"
+#include "server/clock.h"
 #include "server/http.h"
 #include "server/loadtest.h"
 
@@ -66,13 +67,6 @@ static const char usage[] =
     "  --help                  this text\n"
     "  --version               print the version\n"
     "environment: SONDE_ADMIN_TOKEN  the admin token to create on first start\n";
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ------------------------------------------------------------------ */
 /* Command line                                                        */

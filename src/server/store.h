@@ -503,7 +503,8 @@ int store_loadtest_get(struct store *st, int64_t id, struct store_loadtest *out)
 int store_loadtest_list(struct store *st, const struct store_loadtest_filter *f,
                         struct store_loadtest **out, size_t *n, int64_t *total);
 /* The request's headers document (*headers_json malloc'ed, NUL-terminated)
- * and body (*body malloc'ed, NULL when body_len is 0).  -ENOENT unknown. */
+ * and body (*body malloc'ed, NULL when body_len is 0; body and body_len
+ * both NULL: the headers only, the body is not read).  -ENOENT unknown. */
 int store_loadtest_request(struct store *st, int64_t id, char **headers_json, void **body,
                            size_t *body_len);
 /* The results document as last stored (*result_json malloc'ed).  -ENOENT

@@ -326,21 +326,25 @@ int sq_loadtest_list(struct store *st, const struct store_loadtest_filter *f,
 int sq_loadtest_request(struct store *st, int64_t id, char **headers_json, void **body,
                         size_t *body_len)
 {
-    if (!headers_json || !body || !body_len)
+    if (!headers_json || !body != !body_len)
         return store_set_error(-EINVAL, "no output for the load test's request");
     *headers_json = NULL;
-    *body = NULL;
-    *body_len = 0;
+    if (body) {
+        *body = NULL;
+        *body_len = 0;
+    }
     struct request_row r = {0};
-    int rc = sq_read_row(sq_impl(st), S_LT_REQUEST, SQ_ARGS(A_I64(id)),
+    int rc = sq_read_row(sq_impl(st), body ? S_LT_REQUEST : S_LT_HEADERS, SQ_ARGS(A_I64(id)),
                          "reading a load test's request", row_request, &r);
     if (rc == 1)
         return store_set_error(-ENOENT, "load test %" PRId64 " not found", id);
     if (rc)
         return rc;
     *headers_json = r.headers;
-    *body = r.body;
-    *body_len = r.body_len;
+    if (body) {
+        *body = r.body;
+        *body_len = r.body_len;
+    }
     return 0;
 }
 

@@ -446,6 +446,7 @@ const char *const sq_stmt_sql[S_COUNT] = {
     [S_LT_ABANDON] = "UPDATE loadtests SET state = 'failed', error = ?2, ended_ms = ?3 "
                      "WHERE state = 'in progress' AND started_ms < ?1",
     [S_LT_REQUEST] = "SELECT headers, body FROM loadtests WHERE id = ?1",
+    [S_LT_HEADERS] = "SELECT headers, NULL FROM loadtests WHERE id = ?1",
     [S_LT_RESULT] = "SELECT result FROM loadtests WHERE id = ?1 AND result IS NOT NULL",
     [S_LT_LINK_PROFILE_NOW] = "UPDATE loadtests SET profile_now_id = ?2 WHERE id = ?1",
     /* Ended tests only (ended_ms 0 = queued or running, kept), in

@@ -120,6 +120,11 @@ static void test_loadtest_create_stores_request_and_sets_the_rest(void **state)
     assert_memory_equal(b, body, 4);
     free(headers);
     free(b);
+    /* The headers alone (a list shows them): the body is not read. */
+    assert_int_equal(store_loadtest_request(f->st, t.id, &headers, NULL, NULL), 0);
+    assert_string_equal(headers, HEADERS);
+    free(headers);
+    assert_int_equal(store_loadtest_request(f->st, t.id, &headers, &b, NULL), -EINVAL);
     /* No body: NULL, 0. */
     struct store_loadtest e = loadtest_of("http://127.0.0.1:8080/", T0);
     assert_int_equal(store_loadtest_create(f->st, &e, "[]", NULL, 0, 10), 0);
